@@ -1,0 +1,25 @@
+"""Recognise handwritten digits (MNIST) with PaddlePaddle 3's static graph.
+
+The tutorial's steps, one module each: :mod:`.data`, :mod:`.models`, :mod:`.train`,
+:mod:`.infer`; :mod:`.cli` is the ``recognize-digits`` command.
+"""
+
+import os
+import warnings
+
+# Paddle logs every executor start at INFO level and warns about a C++ compiler cache it
+# only needs for custom operators; neither helps a learner. GLOG_minloglevel is left
+# alone when it is already set.
+os.environ.setdefault("GLOG_minloglevel", "2")
+warnings.filterwarnings("ignore", message="No ccache found")
+
+__version__ = "0.1.0"
+
+from .data import MNIST, load_mnist  # noqa: E402
+from .errors import RecognizeDigitsError  # noqa: E402
+from .infer import InferenceModel, evaluate, load_image  # noqa: E402
+from .models import MODELS  # noqa: E402
+from .train import train  # noqa: E402
+
+__all__ = ["MNIST", "MODELS", "InferenceModel", "RecognizeDigitsError", "evaluate",
+           "load_image", "load_mnist", "train"]

@@ -1,0 +1,126 @@
+"""The ``recognize-digits`` command: a thin layer over the library."""
+
+import argparse
+import json
+import math
+import sys
+
+from . import data as data_module
+from .errors import RecognizeDigitsError
+from .models import MODELS
+from .train import DEFAULT_SAVE_DIR, StepEvent
+
+
+def _data_options(parser):
+    parser.add_argument("--data-dir", help=f"folder with the MNIST files (default: "
+                        f"${data_module.ENV_VAR}, then Paddle's cache, then download)")
+    parser.add_argument("--sample", action="store_true",
+                        help="use the small MNIST sample bundled with the package")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="recognize-digits", description="Recognise handwritten digits (MNIST) with PaddlePaddle.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("train", help="train a model and save its best pass")
+    p.add_argument("--model", choices=list(MODELS), default="cnn",
+                   help="softmax regression, multilayer perceptron or LeNet-5 (default: cnn)")
+    p.add_argument("--epochs", type=int, default=5, help="passes over the training set (default: 5)")
+    p.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    p.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate (default: 0.001)")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                   help="auto takes the GPU when Paddle has one (default: auto)")
+    _data_options(p)
+    p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("--seed", type=int, help="make the run reproducible")
+    p.set_defaults(func=_train)
+
+    p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
+    _data_options(p)
+    p.set_defaults(func=_evaluate)
+
+    p = commands.add_parser("predict", help="recognise the digit in each image")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("--json", action="store_true", help="print JSON with all 10 probabilities")
+    p.set_defaults(func=_predict)
+
+    p = commands.add_parser("download", help="download MNIST into Paddle's cache")
+    p.add_argument("--mirror", default=data_module.MIRROR, help="(default: %(default)s)")
+    p.set_defaults(func=_download)
+    return parser
+
+
+def _train(args):
+    from tqdm import tqdm
+
+    from .train import train
+
+    data = data_module.load_mnist(args.data_dir, args.sample)
+    tqdm.write(f"Training {args.model} on {data.source}")
+    steps = math.ceil(len(data.train_images) / args.batch_size)
+    bar = None
+
+    def show(event):
+        nonlocal bar
+        if isinstance(event, StepEvent):
+            if bar is None:
+                bar = tqdm(total=steps, desc=f"Pass {event.pass_id}", unit="batch", disable=None)
+            bar.update()
+            if event.batch_id % 50 == 0:
+                bar.set_postfix(cost=f"{event.cost:.4f}")
+            return
+        bar.close()
+        bar = None
+        tqdm.write(f"Pass {event.pass_id}: train cost {event.train_cost:.4f}, test cost "
+                   f"{event.test_cost:.4f}, test accuracy {100 * event.test_acc:.2f}% "
+                   f"({event.seconds:.1f} s)")
+
+    train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
+          save_dir=args.save_dir, seed=args.seed, event_handler=show, log=tqdm.write)
+    tqdm.write(f"Saved the best pass's inference model in {args.save_dir}")
+
+
+def _evaluate(args):
+    from .infer import InferenceModel, evaluate
+
+    model = InferenceModel(args.model_dir)
+    data = data_module.load_mnist(args.data_dir, args.sample)
+    cost, acc = evaluate(model, data.test_images, data.test_labels)
+    print(f"Test cost {cost:.4f}, accuracy {100 * acc:.2f}% on {len(data.test_images)} "
+          f"test images from {data.source}")
+
+
+def _predict(args):
+    import numpy as np
+
+    from .infer import InferenceModel, load_image
+
+    model = InferenceModel(args.model_dir)
+    digits, probs = model.predict(np.concatenate([load_image(path) for path in args.images]))
+    if args.json:
+        print(json.dumps([{"image": path, "digit": int(d), "probabilities": p.tolist()}
+                          for path, d, p in zip(args.images, digits, probs)], indent=1))
+        return
+    for path, d, p in zip(args.images, digits, probs):
+        print(f"{path}: {d} (probability {p[d]:.4f})")
+
+
+def _download(args):
+    folder = data_module.find_data_dir(mirror=args.mirror)
+    print(f"MNIST is in {folder}")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RecognizeDigitsError as e:
+        print(f"recognize-digits: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("recognize-digits: interrupted", file=sys.stderr)
+        return 130
+    return 0

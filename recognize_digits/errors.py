@@ -1,0 +1,21 @@
+"""The package's own errors: each says what went wrong and what to do about it."""
+
+
+class RecognizeDigitsError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class DataError(RecognizeDigitsError, ValueError):
+    """MNIST files missing, unreadable or not what they claim to be."""
+
+
+class ImageError(RecognizeDigitsError, ValueError):
+    """An image to recognise cannot be read."""
+
+
+class ModelError(RecognizeDigitsError, ValueError):
+    """A saved model is missing, incomplete or of the wrong kind."""
+
+
+class ConfigError(RecognizeDigitsError, ValueError):
+    """An option out of range, or a device that is not there."""

@@ -1,0 +1,212 @@
+"""Training: the programs, the optimizer, and the loop with its event handler.
+
+As in the chapter: Adam at 0.001, batches of 64, a test pass after every training
+pass, and the inference model of the best pass (lowest test cost) saved.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from .data import batches, load_mnist
+from .errors import ConfigError
+from .models import MODELS
+
+DEFAULT_SAVE_DIR = "recognize_digits.inference.model"
+MODEL_PREFIX = "model"  # the saved files are model.json and model.pdiparams
+TEST_BATCH_SIZE = 1000  # larger test batches only speed up the test pass
+
+
+@dataclass
+class StepEvent:
+    """Sent to the event handler after every training batch."""
+
+    pass_id: int
+    batch_id: int
+    cost: float
+    acc: float
+
+
+@dataclass
+class PassEvent:
+    """Sent to the event handler after every pass, once the test pass has run."""
+
+    pass_id: int
+    train_cost: float
+    train_acc: float
+    test_cost: float
+    test_acc: float
+    seconds: float
+
+
+def train_program(model="cnn"):
+    """Declare the inputs, the model and its loss; return ``predict, [avg_cost, acc]``.
+
+    ``model`` is a name from :data:`~recognize_digits.models.MODELS` or a builder.
+    """
+    builder = MODELS[check_model(model)] if isinstance(model, str) else model
+    img = paddle.static.data("img", [-1, 1, 28, 28], "float32")
+    label = paddle.static.data("label", [-1, 1], "int64")
+    predict = builder(img)
+    cost = F.cross_entropy(predict, label, use_softmax=False)
+    avg_cost = paddle.mean(cost)
+    acc = paddle.metric.accuracy(predict, label)
+    return predict, [avg_cost, acc]
+
+
+def optimizer_program(learning_rate=0.001):
+    return paddle.optimizer.Adam(learning_rate=learning_rate)
+
+
+def check_model(name):
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return name
+
+
+def select_place(device="auto"):
+    """CPUPlace or CUDAPlace for ``device`` "auto", "cpu" or "gpu"."""
+    if device not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"unknown device {device!r}; choose auto, cpu or gpu")
+    has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if device == "gpu" and not has_gpu:
+        raise ConfigError("no GPU: this Paddle build has no CUDA or sees no GPU; "
+                          "use --device cpu (or auto)")
+    return paddle.CUDAPlace(0) if has_gpu and device != "cpu" else paddle.CPUPlace()
+
+
+class Programs:
+    """The training program, its startup program, and a test program sharing its parameters.
+
+    The test program is cloned before the optimizer adds the backward pass and is set to
+    test mode, so batch norm uses its running statistics there.
+    """
+
+    def __init__(self, model="cnn", learning_rate=0.001, seed=None):
+        self.main, self.startup = paddle.static.Program(), paddle.static.Program()
+        if seed is not None:
+            self.main.random_seed = self.startup.random_seed = seed
+        with paddle.static.program_guard(self.main, self.startup), warnings.catch_warnings():
+            # Two notes Paddle 3 prints while building any such program, not about ours.
+            warnings.filterwarnings("ignore", "When training, we now always track")
+            warnings.filterwarnings("ignore", "Tensor do not have 'place'")
+            self.predict, [self.avg_cost, self.acc] = train_program(model)
+            mapping = paddle.pir.IrMapping()
+            self.test = self.main.clone(mapping)
+            self.test.set_is_test_attr()
+            optimizer_program(learning_rate).minimize(self.avg_cost)
+        self.test_img = self.test.get_output_value_by_name("img")
+        self.test_predict, self.test_cost, self.test_acc = (
+            mapping.look_up(v) for v in (self.predict, self.avg_cost, self.acc))
+
+
+def _check_positive(**options):
+    for name, value in options.items():
+        if not value > 0:
+            raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {value}")
+
+
+def log_every_100(event, log=print):
+    """The default event handler: the chapter's log lines."""
+    if isinstance(event, StepEvent) and event.batch_id % 100 == 0:
+        log(f"Pass {event.pass_id}, Batch {event.batch_id}, Cost {event.cost:.6f}")
+    elif isinstance(event, PassEvent):
+        log(f"Test with Pass {event.pass_id}, Cost {event.test_cost:.6f}, "
+            f"Acc {event.test_acc:.4f}")
+
+
+def test(exe, programs, images, labels):
+    """Mean cost and accuracy of the test program over all ``images``."""
+    cost = acc = 0.0
+    for x, y in batches(images, labels, TEST_BATCH_SIZE):
+        c, a = exe.run(programs.test, feed={"img": x, "label": y},
+                       fetch_list=[programs.test_cost, programs.test_acc])
+        cost, acc = cost + float(c) * len(x), acc + float(a) * len(x)
+    return cost / len(images), acc / len(images)
+
+
+def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="auto",
+          data_dir=None, sample=False, data=None, save_dir=DEFAULT_SAVE_DIR, seed=None,
+          event_handler=None, log=print):
+    """Train ``model`` and keep the inference model of its best pass in ``save_dir``.
+
+    ``data`` (an :class:`~recognize_digits.data.MNIST`) overrides ``data_dir``/``sample``.
+    ``event_handler(event)`` receives a :class:`StepEvent` after each batch and a
+    :class:`PassEvent` after each pass; by default the chapter's log lines are printed.
+    Returns the metrics also written to ``save_dir/metrics.json``.
+    """
+    check_model(model)
+    _check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    place = select_place(device)
+    data = data or load_mnist(data_dir, sample)
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little") >> 1
+    handler = event_handler or (lambda event: log_every_100(event, log))
+
+    paddle.enable_static()
+    paddle.seed(seed)
+    programs = Programs(model, learning_rate, seed)
+    exe = paddle.static.Executor(place)
+    scope = paddle.static.Scope()  # a fresh scope: runs in one process never mix parameters
+    rng = np.random.default_rng(seed)
+    metrics = {"model": model, "epochs": epochs, "batch_size": batch_size,
+               "learning_rate": learning_rate, "seed": seed, "device": str(place),
+               "data": data.source, "passes": [], "best_pass": None}
+    with paddle.static.scope_guard(scope):
+        exe.run(programs.startup)
+        for pass_id in range(epochs):
+            start, costs, accs, sizes = time.perf_counter(), [], [], []
+            for batch_id, (x, y) in enumerate(
+                    batches(data.train_images, data.train_labels, batch_size, True, rng)):
+                cost, acc = exe.run(programs.main, feed={"img": x, "label": y},
+                                    fetch_list=[programs.avg_cost, programs.acc])
+                costs.append(float(cost)), accs.append(float(acc)), sizes.append(len(x))
+                handler(StepEvent(pass_id, batch_id, costs[-1], accs[-1]))
+            test_cost, test_acc = test(exe, programs, data.test_images, data.test_labels)
+            event = PassEvent(pass_id, float(np.average(costs, weights=sizes)),
+                              float(np.average(accs, weights=sizes)), test_cost, test_acc,
+                              time.perf_counter() - start)
+            metrics["passes"].append(vars(event))
+            best = metrics["best_pass"]
+            if best is None or test_cost < metrics["passes"][best]["test_cost"]:
+                metrics["best_pass"] = pass_id
+                save_model(save_dir, exe, programs)
+            save_metrics(save_dir, metrics)
+            handler(event)
+    best = metrics["passes"][metrics["best_pass"]]
+    log(f"Best pass is {metrics['best_pass']}, testing Avgcost is {best['test_cost']:.6f}")
+    log(f"The classification accuracy is {100 * best['test_acc']:.2f}%"
+        + (" (on the bundled sample)" if data.is_sample else ""))
+    return metrics
+
+
+def save_model(save_dir, exe, programs):
+    """Save the test program as an inference model, replacing the files in one step each."""
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".saving-", dir=save_dir)
+    try:
+        paddle.static.save_inference_model(
+            os.path.join(tmp, MODEL_PREFIX), [programs.test_img], [programs.test_predict],
+            exe, program=programs.test)
+        for suffix in (".pdiparams", ".json"):
+            os.replace(os.path.join(tmp, MODEL_PREFIX + suffix), save_dir / (MODEL_PREFIX + suffix))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_metrics(save_dir, metrics):
+    fd, tmp = tempfile.mkstemp(prefix=".metrics-", dir=save_dir)
+    os.chmod(tmp, 0o644)
+    with os.fdopen(fd, "w") as f:
+        json.dump(metrics, f, indent=1)
+    os.replace(tmp, Path(save_dir) / "metrics.json")

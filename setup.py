@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="recognize_digits",
+    version="0.1.0",
+    description="Recognise handwritten digits (MNIST) with PaddlePaddle 3: the classic tutorial as a package",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["recognize_digits", "recognize_digits.*"]),
+    package_data={"recognize_digits": ["sample/*.gz", "sample/README.md"]},
+    install_requires=[
+        "paddlepaddle>=3.0",
+        "numpy",
+        "Pillow>=9.1",
+        "tqdm",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["recognize-digits=recognize_digits.cli:main"]},
+)
