@@ -139,7 +139,7 @@ def _no_data_message(cache):
             f"or use the bundled sample with --sample / sample=True")
 
 
-def fetch(folder, mirror=MIRROR, files=FILES):
+def fetch(folder, mirror=MIRROR, files=None):
     """Download ``files`` (name -> md5) from ``mirror`` into ``folder``; keep what is there.
 
     Each file is written under a temporary name and renamed only once its md5 matches,
@@ -147,7 +147,7 @@ def fetch(folder, mirror=MIRROR, files=FILES):
     """
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
-    for name, md5 in files.items():
+    for name, md5 in (files or FILES).items():
         target = folder / name
         if target.is_file() and _md5(target) == md5:
             continue

@@ -1,0 +1,84 @@
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from recognize_digits import cli, data
+
+from conftest import INFER_3, ROOT, write_mnist
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "recognize_digits", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("cli") / "model"
+    proc = run("train", "--model", "cnn", "--epochs", "2", "--sample", "--seed", "4",
+               "--save-dir", save_dir)
+    return save_dir, proc.stdout + proc.stderr
+
+
+def test_train_end_to_end(cli_model):
+    save_dir, output = cli_model
+    assert "sample" in output
+    assert "Best pass is" in output and "The classification accuracy is" in output
+    assert {"model.json", "model.pdiparams", "metrics.json"} <= set(os.listdir(save_dir))
+    assert json.loads((save_dir / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_evaluate_end_to_end(cli_model):
+    proc = run("evaluate", "--model-dir", cli_model[0], "--sample")
+    assert "accuracy" in proc.stdout and "1000 test images" in proc.stdout
+    assert "sample" in proc.stdout
+
+
+def test_predict_text_and_json(cli_model, sample, tmp_path):
+    proc = run("predict", INFER_3, INFER_3, "--model-dir", cli_model[0])
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{INFER_3}: 3 (probability ")
+
+    proc = run("predict", INFER_3, "--model-dir", cli_model[0], "--json")
+    [result] = json.loads(proc.stdout)
+    assert set(result) == {"image", "digit", "probabilities"}
+    assert result["digit"] == 3 and len(result["probabilities"]) == 10
+    assert sum(result["probabilities"]) == pytest.approx(1, rel=1e-5)
+
+
+def test_errors_exit_non_zero_without_traceback(cli_model, tmp_path):
+    for args in (["predict", tmp_path / "nope.png", "--model-dir", cli_model[0]],
+                 ["predict", INFER_3, "--model-dir", tmp_path],
+                 ["train", "--epochs", "0", "--sample", "--save-dir", tmp_path],
+                 ["train", "--data-dir", tmp_path, "--save-dir", tmp_path]):
+        proc = run(*args, check=False)
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.strip().startswith("recognize-digits: error:"), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_console_script_is_installed():
+    script = os.path.join(os.path.dirname(sys.executable), "recognize-digits")
+    assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
+
+
+def test_download_command(tmp_path, monkeypatch, file_server, capsys):
+    served, url = file_server
+    write_mnist(served)
+    monkeypatch.setattr(data, "FILES", {p.name: hashlib.md5(p.read_bytes()).hexdigest()
+                                        for p in served.iterdir()})
+    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    assert cli.main(["download", "--mirror", url]) == 0
+    assert str(tmp_path / "cache") in capsys.readouterr().out
+    assert len(list((tmp_path / "cache").iterdir())) == 4
+    # a second call finds it without downloading
+    assert cli.main(["download", "--mirror", "http://127.0.0.1:9/"]) == 0

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from recognize_digits.data import normalize
+from recognize_digits.errors import ImageError, ModelError
+from recognize_digits.infer import InferenceModel, load_image
+
+from conftest import INFER_3
+
+
+def test_load_image_matches_training_input(tmp_path):
+    x = load_image(INFER_3)
+    assert x.dtype == np.float32 and x.shape == (1, 1, 28, 28)
+    # a 28x28 grayscale image goes through exactly as a training image would
+    np.testing.assert_array_equal(x, normalize(np.asarray(Image.open(INFER_3))))
+    # any size and mode becomes 28x28 grayscale in [-1, 1]
+    Image.open(INFER_3).convert("RGB").resize((280, 280)).save(tmp_path / "big.jpg")
+    big = load_image(tmp_path / "big.jpg")
+    assert big.shape == (1, 1, 28, 28) and -1 <= big.min() < big.max() <= 1
+    assert np.abs(big - x).mean() < 0.1
+
+
+def test_infer_3_is_recognised_as_3(trained_cnn):
+    digits, probs = InferenceModel(trained_cnn[0]).predict(load_image(INFER_3))
+    assert digits.tolist() == [3]
+    assert probs.shape == (1, 10) and probs[0].argmax() == 3 and probs[0, 3] > 0.5
+
+
+def test_predict_many_images_in_one_run(trained_cnn, sample):
+    model = InferenceModel(trained_cnn[0])
+    images = normalize(sample.test_images)
+    digits, probs = model.predict(images)
+    assert digits.shape == (1000,) and probs.shape == (1000, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    assert (digits == sample.test_labels).mean() > 0.85
+    # the same image gives the same answer alone or in a batch
+    np.testing.assert_allclose(model.predict(images[7:8])[1], probs[7:8], rtol=1e-5, atol=1e-7)
+
+
+def test_missing_model_and_image_are_clear_errors(tmp_path, trained_cnn):
+    with pytest.raises(ModelError, match="no saved model.*recognize-digits train"):
+        InferenceModel(tmp_path)
+    (tmp_path / "notes.txt").write_text("not an image")
+    for bad in (tmp_path / "missing.png", tmp_path / "notes.txt"):
+        with pytest.raises(ImageError, match="cannot read it as an image"):
+            load_image(bad)
