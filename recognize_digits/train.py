@@ -126,12 +126,12 @@ def log_every_100(event, log=print):
 
 def test(exe, programs, images, labels):
     """Mean cost and accuracy of the test program over all ``images``."""
-    cost = acc = 0.0
+    cost, correct = 0.0, 0
     for x, y in batches(images, labels, TEST_BATCH_SIZE):
         c, a = exe.run(programs.test, feed={"img": x, "label": y},
                        fetch_list=[programs.test_cost, programs.test_acc])
-        cost, acc = cost + float(c) * len(x), acc + float(a) * len(x)
-    return cost / len(images), acc / len(images)
+        cost, correct = cost + float(c) * len(x), correct + round(float(a) * len(x))
+    return cost / len(images), correct / len(images)
 
 
 def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="auto",
