@@ -18,6 +18,13 @@ def _data_options(parser):
                         help="use the small MNIST sample bundled with the package")
 
 
+def _speed_options(parser):
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads (default: every core this process may use)")
+    parser.add_argument("--no-onednn", dest="onednn", action="store_false",
+                        help="use Paddle's plain CPU kernels instead of oneDNN")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="recognize-digits", description="Recognise handwritten digits (MNIST) with PaddlePaddle.")
@@ -39,12 +46,14 @@ def build_parser():
     p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model")
     p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     _data_options(p)
+    _speed_options(p)
     p.set_defaults(func=_evaluate)
 
     p = commands.add_parser("predict", help="recognise the digit in each image")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--json", action="store_true", help="print JSON with all 10 probabilities")
+    _speed_options(p)
     p.set_defaults(func=_predict)
 
     p = commands.add_parser("download", help="download MNIST into Paddle's cache")
@@ -86,7 +95,7 @@ def _train(args):
 def _evaluate(args):
     from .infer import InferenceModel, evaluate
 
-    model = InferenceModel(args.model_dir)
+    model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
     data = data_module.load_mnist(args.data_dir, args.sample)
     cost, acc = evaluate(model, data.test_images, data.test_labels)
     print(f"Test cost {cost:.4f}, accuracy {100 * acc:.2f}% on {len(data.test_images)} "
@@ -98,7 +107,7 @@ def _predict(args):
 
     from .infer import InferenceModel, load_image
 
-    model = InferenceModel(args.model_dir)
+    model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
     digits, probs = model.predict(np.concatenate([load_image(path) for path in args.images]))
     if args.json:
         print(json.dumps([{"image": path, "digit": int(d), "probabilities": p.tolist()}

@@ -8,7 +8,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .data import batches, normalize
 from .errors import ImageError, ModelError
-from .train import MODEL_PREFIX, TEST_BATCH_SIZE, select_place
+from .train import MODEL_PREFIX, TEST_BATCH_SIZE, available_cores, check_positive, select_place
 
 
 def load_image(path):
@@ -25,29 +25,39 @@ def load_image(path):
 
 
 class InferenceModel:
-    """A saved inference model, loaded once, that recognises batches of digits."""
+    """A saved inference model, loaded once into a ``paddle.inference`` predictor.
 
-    def __init__(self, model_dir, device="auto"):
+    On the CPU it runs with oneDNN on ``threads`` threads (default: every core the
+    process may use), which recognises a batch of digits several times faster than the
+    plain kernels and answers a single image in well under a millisecond.
+    """
+
+    def __init__(self, model_dir, device="auto", threads=None, onednn=True):
         model_dir = Path(model_dir)
-        prefix = model_dir / MODEL_PREFIX
-        missing = [p.name for p in (prefix.with_suffix(".json"), prefix.with_suffix(".pdiparams"))
-                   if not p.is_file()]
+        files = [model_dir / (MODEL_PREFIX + suffix) for suffix in (".json", ".pdiparams")]
+        missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise ModelError(f"{model_dir}: no saved model ({', '.join(missing)} missing); "
                              f"train one with 'recognize-digits train --save-dir {model_dir}'")
-        paddle.enable_static()
-        self.exe = paddle.static.Executor(select_place(device))
-        self.scope = paddle.static.Scope()
-        with paddle.static.scope_guard(self.scope):
-            self.program, self.feeds, self.fetches = paddle.static.load_inference_model(
-                str(prefix), self.exe)
+        check_positive(threads=threads)
+        config = paddle.inference.Config(*map(str, files))
+        config.disable_glog_info()
+        if isinstance(select_place(device), paddle.CUDAPlace):
+            config.enable_use_gpu(256, 0)
+        else:
+            config.set_cpu_math_library_num_threads(threads or available_cores())
+            config.enable_onednn() if onednn else config.disable_onednn()
+        self.predictor = paddle.inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
     def predict(self, images):
         """Digits ``int64 [N]`` and probabilities ``float32 [N, 10]`` for ``[N, 1, 28, 28]`` images."""
-        images = np.asarray(images, np.float32).reshape(-1, 1, 28, 28)
-        with paddle.static.scope_guard(self.scope):
-            [probs] = self.exe.run(self.program, feed={self.feeds[0]: images},
-                                   fetch_list=self.fetches)
+        images = np.ascontiguousarray(images, np.float32).reshape(-1, 1, 28, 28)
+        self.input.reshape(images.shape)
+        self.input.copy_from_cpu(images)
+        self.predictor.run()
+        probs = self.output.copy_to_cpu()
         return probs.argmax(axis=1), probs
 
 

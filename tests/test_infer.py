@@ -45,3 +45,11 @@ def test_missing_model_and_image_are_clear_errors(tmp_path, trained_cnn):
     for bad in (tmp_path / "missing.png", tmp_path / "notes.txt"):
         with pytest.raises(ImageError, match="cannot read it as an image"):
             load_image(bad)
+
+
+def test_onednn_predictor_matches_plain_kernels(trained_cnn, sample):
+    images = normalize(sample.test_images)
+    digits, probs = InferenceModel(trained_cnn[0]).predict(images)  # oneDNN, all cores
+    plain_digits, plain_probs = InferenceModel(trained_cnn[0], threads=1, onednn=False).predict(images)
+    np.testing.assert_array_equal(digits, plain_digits)
+    np.testing.assert_allclose(probs, plain_probs, atol=1e-5)

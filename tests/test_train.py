@@ -8,7 +8,8 @@ import pytest
 from recognize_digits.data import MNIST, batches, load_mnist
 from recognize_digits.errors import ConfigError
 from recognize_digits.infer import InferenceModel, evaluate
-from recognize_digits.train import PassEvent, Programs, StepEvent, select_place, train
+from recognize_digits.train import (PassEvent, Programs, StepEvent, select_place, train,
+                                    use_onednn_convolutions)
 
 from conftest import full_mnist_dir
 
@@ -89,13 +90,16 @@ def test_saved_model_reproduces_the_test_program(trained_cnn, sample):
     np.testing.assert_array_equal(model.predict(x)[1], InferenceModel(save_dir).predict(x)[1])
 
 
-def test_batch_norm_uses_running_statistics_at_test_time(sample):
+@pytest.mark.parametrize("onednn", [False, True])
+def test_batch_norm_uses_running_statistics_at_test_time(sample, onednn):
     paddle.enable_static()
     programs = Programs("cnn", seed=3)
     exe = paddle.static.Executor(paddle.CPUPlace())
     with paddle.static.scope_guard(paddle.static.Scope()):
         scope = paddle.static.global_scope()
         exe.run(programs.startup)
+        if onednn:
+            use_onednn_convolutions(programs.main)
         mean_name = next(p.name for p in programs.main.global_block().all_parameters()
                          if p.stop_gradient and "batch_norm" in p.name)
 
@@ -117,6 +121,43 @@ def test_batch_norm_uses_running_statistics_at_test_time(sample):
         stats = running_mean()
         np.testing.assert_allclose(test_probs(x)[:1], test_probs(x[:1]), rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(running_mean(), stats)
+
+
+def test_onednn_convolutions_train_like_plain_kernels(sample, tmp_path):
+    # 1,000 images: 15 full batches and a partial one, then the test pass.
+    data = subset(sample, 1000, 500)
+    runs = {}
+    for onednn in (False, True):
+        events = []
+        metrics = train("cnn", epochs=2, data=data, save_dir=tmp_path / str(onednn), seed=8,
+                        event_handler=events.append, log=lambda *a: None, onednn=onednn)
+        costs = [e.cost for e in events if isinstance(e, StepEvent)]
+        probs = InferenceModel(tmp_path / str(onednn), onednn=False).predict(
+            next(batches(data.test_images, data.test_labels, 500))[0])[1]
+        runs[onednn] = costs, metrics, probs
+    (plain_costs, plain, plain_probs), (fast_costs, fast, fast_probs) = runs[False], runs[True]
+    assert plain["onednn"] is False and fast["onednn"] is True
+    np.testing.assert_allclose(fast_costs, plain_costs, rtol=1e-4)
+    for p, f in zip(plain["passes"], fast["passes"]):  # the test pass uses the BN statistics
+        assert f["test_cost"] == pytest.approx(p["test_cost"], rel=1e-4)
+        assert f["test_acc"] == pytest.approx(p["test_acc"], abs=2e-3)
+    np.testing.assert_allclose(fast_probs, plain_probs, atol=1e-4)
+
+
+def test_onednn_rewrites_only_the_convolutions():
+    paddle.enable_static()
+    programs = Programs("cnn", seed=0)
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    with paddle.static.scope_guard(paddle.static.Scope()):
+        exe.run(programs.startup)
+        before = [op.name() for op in programs.main.global_block().ops]
+        use_onednn_convolutions(programs.main)
+    after = [op.name() for op in programs.main.global_block().ops]
+    assert after.count("onednn_op.conv2d") == 2 and "pd_op.conv2d" not in after
+    # the image's convolution keeps the plain backward: it needs no input gradient
+    assert after.count("onednn_op.conv2d_grad") == 1 and after.count("pd_op.conv2d_grad") == 1
+    assert [n for n in after if "conv2d" not in n] == [n for n in before if "conv2d" not in n]
+    assert not any("onednn" in op.name() for op in programs.test.global_block().ops)
 
 
 def test_device_selection(monkeypatch):

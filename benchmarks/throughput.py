@@ -1,0 +1,254 @@
+"""Training and prediction speed of LeNet-5, side by side in one run.
+
+    python benchmarks/throughput.py [--data-dir ../shared/mnist] [--steps 300]
+
+Each training variant runs in its own process (so that flags and memory do not mix)
+on the same data, batch 64, Adam 0.001, and reports images/s over ``--steps`` steps
+after a warm-up, and its peak memory:
+
+- project: the package's own training loop, ``recognize_digits.train``;
+- plain PIR: the same network from stock layers (``nn.Conv2D`` with its own bias) fed
+  numpy batches, with Paddle's default CPU kernels: the baseline;
+- chapter feeding: the plain network fed as the chapter fed it: a per-sample reader,
+  ``paddle.reader.shuffle`` with a buffer of 500, ``paddle.batch`` of 64, each batch
+  stacked into arrays;
+- PyTorch: the same network in PyTorch eager mode (skipped when torch is missing).
+
+Then evaluation and prediction speed, import time and the time of a whole
+``recognize-digits predict`` process.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WARMUP = 20
+
+
+def _timed_steps(step, batches, steps):
+    """images/s of ``step(x, y)`` over ``steps`` batches after a warm-up."""
+    for i, (x, y) in enumerate(batches):
+        if i == WARMUP:
+            start = time.perf_counter()
+        if i == WARMUP + steps:
+            return steps * len(x) / (time.perf_counter() - start)
+        step(x, y)
+    raise SystemExit("not enough data for the requested steps")
+
+
+def _numpy_batches(data, steps):
+    import numpy as np
+
+    from recognize_digits.data import batches
+
+    n = (WARMUP + steps + 1) * 64
+    return batches(data.train_images[:n], data.train_labels[:n], 64, True,
+                   np.random.default_rng(0))
+
+
+def run_project(data, steps):
+    from recognize_digits.train import StepEvent, train
+
+    n = (WARMUP + steps) * 64
+    data.train_images, data.train_labels = data.train_images[:n], data.train_labels[:n]
+    data.test_images, data.test_labels = data.test_images[:64], data.test_labels[:64]
+    times = []
+
+    def handler(event):
+        if isinstance(event, StepEvent):
+            times.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as save_dir:
+        train("cnn", epochs=1, data=data, save_dir=save_dir, seed=0, event_handler=handler,
+              log=lambda *a: None)
+    return (len(times) - WARMUP) * 64 / (times[-1] - times[WARMUP - 1])
+
+
+def _plain_programs():
+    import paddle
+    import paddle.nn.functional as F
+    from paddle import nn
+
+    from recognize_digits import models
+    from recognize_digits.train import Programs
+
+    def conv_pool(x, num_filters, filter_size=5, pool_size=2, pool_stride=2):
+        conv = nn.Conv2D(x.shape[1], num_filters, filter_size)
+        return F.max_pool2d(F.relu(conv(x)), pool_size, pool_stride)
+
+    models.conv_pool = conv_pool  # stock layers in place of the package's
+    paddle.enable_static()
+    programs = Programs("cnn", seed=0)
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    exe.run(programs.startup)
+
+    def step(x, y):
+        exe.run(programs.main, feed={"img": x, "label": y},
+                fetch_list=[programs.avg_cost, programs.acc])
+    return step
+
+
+def run_plain(data, steps):
+    return _timed_steps(_plain_programs(), _numpy_batches(data, steps), steps)
+
+
+def run_chapter(data, steps):
+    import numpy as np
+    import paddle
+
+    from recognize_digits.data import normalize
+
+    step = _plain_programs()
+
+    def reader():  # what paddle.dataset.mnist.train() yields: one sample at a time
+        for image, label in zip(data.train_images, data.train_labels):
+            yield normalize(image).reshape(784), int(label)
+
+    def feeding():
+        for batch in paddle.batch(paddle.reader.shuffle(reader, buf_size=500), 64)():
+            yield (np.stack([image for image, _ in batch]).reshape(-1, 1, 28, 28),
+                   np.array([[label] for _, label in batch], np.int64))
+    return _timed_steps(step, feeding(), steps)
+
+
+def run_pytorch(data, steps):
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.BatchNorm2d(20),
+                        nn.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(800, 10))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.001)
+
+    def step(x, y):
+        loss = F.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y).view(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss.item()  # the project's loop reads cost and accuracy back every step too
+    return _timed_steps(step, _numpy_batches(data, steps), steps)
+
+
+def run_pipeline(data, steps):
+    """images/s of the package's batching alone (shuffled numpy batches, normalised)."""
+    return _timed_steps(lambda x, y: None, _numpy_batches(data, steps), steps)
+
+
+VARIANTS = {"project": run_project, "plain PIR": run_plain, "chapter feeding": run_chapter,
+            "PyTorch": run_pytorch, "data pipeline": run_pipeline}
+
+
+def worker(variant, data_dir, steps):
+    """Run one variant in this process; print its images/s and peak memory as JSON."""
+    if variant == "PyTorch":
+        try:  # before Paddle, so that torch keeps its own OpenMP runtime
+            import torch  # noqa: F401
+        except ImportError:
+            raise SystemExit("torch is not installed") from None
+    from recognize_digits import load_mnist
+
+    data = load_mnist(data_dir, sample=data_dir is None and not os.environ.get("RECOGNIZE_DIGITS_DATA"))
+    rate = VARIANTS[variant](data, steps)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rate": rate, "peak_mb": peak_mb}))
+
+
+def spawn(*args, env=None):
+    proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env)
+    if proc.returncode:
+        return None, proc.stderr.strip().splitlines()[-1]
+    return proc.stdout, None
+
+
+def prediction(data_dir):
+    """Evaluation and prediction speed of a briefly trained model."""
+    from recognize_digits import InferenceModel, load_mnist, train
+    from recognize_digits.data import normalize
+    from recognize_digits.infer import evaluate
+
+    data = load_mnist(data_dir, sample=data_dir is None and not os.environ.get("RECOGNIZE_DIGITS_DATA"))
+    images = normalize(data.test_images)
+    save_dir = tempfile.mkdtemp()
+    small = load_mnist(sample=True)
+    train("cnn", epochs=1, data=small, save_dir=save_dir, seed=0,
+          event_handler=lambda e: None, log=lambda *a: None)
+    model = InferenceModel(save_dir)
+    model.predict(images[:1000])
+    start = time.perf_counter()
+    evaluate(model, data.test_images, data.test_labels)
+    rows = {"evaluate (test set, batches of 1000)": len(images) / (time.perf_counter() - start)}
+    start = time.perf_counter()
+    for i in range(0, len(images), 1000):
+        model.predict(images[i:i + 1000])
+    rows["predict, batches of 1000"] = len(images) / (time.perf_counter() - start)
+    latencies = []
+    for i in range(300):
+        start = time.perf_counter()
+        model.predict(images[i:i + 1])
+        latencies.append(time.perf_counter() - start)
+    return rows, 1000 * statistics.median(latencies), save_dir
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="MNIST folder (default: as the package finds it, "
+                        "else the bundled sample)")
+    parser.add_argument("--steps", type=int, default=300, help="timed training steps (default 300)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.data_dir, args.steps)
+
+    print(f"{os.cpu_count()} cores; {args.steps} timed steps of 64 images after {WARMUP} warm-up steps")
+    print("\n| training (LeNet-5, batch 64) | images/s | vs plain PIR | vs PyTorch | peak MB |")
+    print("|---|---|---|---|---|")
+    results, rates = {}, {}
+    for variant in VARIANTS:
+        extra = ["--data-dir", args.data_dir] if args.data_dir else []
+        out, err = spawn(__file__, "--worker", variant, "--steps", args.steps, *extra)
+        results[variant] = json.loads(out) if out else err
+    base, torch_rate = (results.get(k) for k in ("plain PIR", "PyTorch"))
+    for variant, result in results.items():
+        if variant == "data pipeline":
+            continue
+        if not isinstance(result, dict):
+            print(f"| {variant} | skipped: {result} | | | |")
+            continue
+        rate = rates[variant] = result["rate"]
+        vs_base = f"{rate / base['rate']:.2f}x" if isinstance(base, dict) else "-"
+        vs_torch = f"{rate / torch_rate['rate']:.2f}x" if isinstance(torch_rate, dict) else "-"
+        print(f"| {variant} | {rate:,.0f} | {vs_base} | {vs_torch} | {result['peak_mb']:,.0f} |")
+    pipeline = results["data pipeline"]
+    if isinstance(pipeline, dict) and "project" in rates:
+        print(f"\ndata pipeline alone: {pipeline['rate']:,.0f} images/s, "
+              f"{100 * rates['project'] / pipeline['rate']:.1f}% of a training step")
+
+    rows, latency_ms, save_dir = prediction(args.data_dir)
+    print("\n| prediction | value |\n|---|---|")
+    for name, rate in rows.items():
+        print(f"| {name} | {rate:,.0f} images/s |")
+    print(f"| one image in-process (median of 300) | {latency_ms:.3f} ms |")
+    for name, cmd in (("import recognize_digits", ["-c", "import recognize_digits"]),
+                      ("whole process: recognize-digits predict image/infer_3.png",
+                       ["-m", "recognize_digits", "predict", "image/infer_3.png", "--model-dir", save_dir])):
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            spawn(*cmd)
+            runs.append(time.perf_counter() - start)
+        print(f"| {name} (median of 3) | {statistics.median(runs):.2f} s |")
+
+
+if __name__ == "__main__":
+    main()
