@@ -21,7 +21,7 @@ def _data_options(parser):
 def _speed_options(parser):
     parser.add_argument("--threads", type=int,
                         help="CPU threads (default: every core this process may use)")
-    parser.add_argument("--no-onednn", dest="onednn", action="store_false",
+    parser.add_argument("--no-onednn", dest="onednn", action="store_false", default=None,
                         help="use Paddle's plain CPU kernels instead of oneDNN")
 
 
@@ -41,6 +41,7 @@ def build_parser():
     _data_options(p)
     p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--seed", type=int, help="make the run reproducible")
+    _speed_options(p)
     p.set_defaults(func=_train)
 
     p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model")
@@ -88,7 +89,8 @@ def _train(args):
                    f"({event.seconds:.1f} s)")
 
     train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
-          save_dir=args.save_dir, seed=args.seed, event_handler=show, log=tqdm.write)
+          save_dir=args.save_dir, seed=args.seed, event_handler=show, log=tqdm.write,
+          onednn=args.onednn, threads=args.threads)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}")
 
 

@@ -39,6 +39,9 @@ def test_evaluate_end_to_end(cli_model):
     proc = run("evaluate", "--model-dir", cli_model[0], "--sample")
     assert "accuracy" in proc.stdout and "1000 test images" in proc.stdout
     assert "sample" in proc.stdout
+    # the plain kernels on one thread give the same figures
+    assert run("evaluate", "--model-dir", cli_model[0], "--sample", "--no-onednn",
+               "--threads", "1").stdout == proc.stdout
 
 
 def test_predict_text_and_json(cli_model, sample, tmp_path):
@@ -57,6 +60,7 @@ def test_errors_exit_non_zero_without_traceback(cli_model, tmp_path):
     for args in (["predict", tmp_path / "nope.png", "--model-dir", cli_model[0]],
                  ["predict", INFER_3, "--model-dir", tmp_path],
                  ["train", "--epochs", "0", "--sample", "--save-dir", tmp_path],
+                 ["predict", INFER_3, "--model-dir", cli_model[0], "--threads", "0"],
                  ["train", "--data-dir", tmp_path, "--save-dir", tmp_path]):
         proc = run(*args, check=False)
         assert proc.returncode != 0

@@ -1,4 +1,5 @@
 import numpy as np
+import paddle
 import pytest
 from PIL import Image
 
@@ -53,3 +54,17 @@ def test_onednn_predictor_matches_plain_kernels(trained_cnn, sample):
     plain_digits, plain_probs = InferenceModel(trained_cnn[0], threads=1, onednn=False).predict(images)
     np.testing.assert_array_equal(digits, plain_digits)
     np.testing.assert_allclose(probs, plain_probs, atol=1e-5)
+
+
+def test_saved_model_loads_in_the_executor_too(trained_cnn, sample):
+    """paddle.static.load_inference_model reads the same model, biases in fusable form."""
+    paddle.enable_static()
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    with paddle.static.scope_guard(paddle.static.Scope()):
+        program, feeds, fetches = paddle.static.load_inference_model(
+            str(trained_cnn[0] / "model"), exe)
+        shapes = [list(p.shape) for p in program.global_block().all_parameters()]
+        images = normalize(sample.test_images[:100])
+        [probs] = exe.run(program, feed={feeds[0]: images}, fetch_list=fetches)
+    assert [1, 20, 1, 1] in shapes and [1, 50, 1, 1] in shapes
+    np.testing.assert_allclose(InferenceModel(trained_cnn[0]).predict(images)[1], probs, atol=1e-5)
