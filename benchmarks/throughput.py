@@ -144,7 +144,7 @@ def run_pipeline(data, steps):
     return _timed_steps(lambda x, y: None, _numpy_batches(data, steps), steps)
 
 
-def worker(variant, data_dir, steps):
+def worker(variant, data_dir, steps, model_dir):
     """Run one variant in this process; print its images/s and peak memory as JSON."""
     if variant == "PyTorch":
         try:  # before Paddle, so that torch keeps its own OpenMP runtime
@@ -154,7 +154,7 @@ def worker(variant, data_dir, steps):
     from recognize_digits import load_mnist
 
     data = load_mnist(data_dir, sample=data_dir is None and not os.environ.get("RECOGNIZE_DIGITS_DATA"))
-    result = VARIANTS[variant](data, steps)
+    result = VARIANTS[variant](data, model_dir if variant == "prediction" else steps)
     result = result if isinstance(result, dict) else {"rate": result}
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
@@ -168,16 +168,13 @@ def spawn(*args, env=None):
     return proc.stdout, None
 
 
-def run_prediction(data, steps):
-    """Evaluation and prediction speed of a LeNet-5 trained briefly on the sample."""
-    from recognize_digits import InferenceModel, load_mnist, train
+def run_prediction(data, model_dir):
+    """Evaluation and prediction speed of the model in ``model_dir``, in a fresh process."""
+    from recognize_digits import InferenceModel
     from recognize_digits.data import normalize
     from recognize_digits.infer import evaluate
 
-    save_dir = tempfile.mkdtemp()
-    train("cnn", epochs=1, data=load_mnist(sample=True), save_dir=save_dir, seed=0,
-          event_handler=lambda e: None, log=lambda *a: None)
-    model = InferenceModel(save_dir)
+    model = InferenceModel(model_dir)
     images = normalize(data.test_images)
 
     def rate(work, repeats=5):  # median of repeats, after one warm-up
@@ -198,7 +195,6 @@ def run_prediction(data, steps):
         model.predict(images[i:i + 1])
         latencies.append(time.perf_counter() - start)
     result["latency_ms"] = 1000 * statistics.median(latencies)
-    result["model_dir"] = save_dir
     return result
 
 
@@ -212,17 +208,23 @@ def main():
                         "else the bundled sample)")
     parser.add_argument("--steps", type=int, default=300, help="timed training steps (default 300)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.data_dir, args.steps)
+        return worker(args.worker, args.data_dir, args.steps, args.model_dir)
 
     print(f"{os.cpu_count()} cores; {args.steps} timed steps of 64 images after {WARMUP} warm-up steps")
     print("\n| training (LeNet-5, batch 64) | images/s | vs plain PIR | vs PyTorch | peak MB |")
     print("|---|---|---|---|---|")
+    # prediction runs on a model trained briefly on the sample by another process
+    model_dir = tempfile.mkdtemp()
+    spawn("-m", "recognize_digits", "train", "--sample", "--epochs", "1", "--seed", "0",
+          "--save-dir", model_dir)
     results, rates = {}, {}
     for variant in VARIANTS:
         extra = ["--data-dir", args.data_dir] if args.data_dir else []
-        out, err = spawn(__file__, "--worker", variant, "--steps", args.steps, *extra)
+        out, err = spawn(__file__, "--worker", variant, "--steps", args.steps,
+                         "--model-dir", model_dir, *extra)
         results[variant] = json.loads(out) if out else err
     base, torch_rate = (results.get(k) for k in ("plain PIR", "PyTorch"))
     for variant, result in results.items():
@@ -250,7 +252,7 @@ def main():
     for name, cmd in (("import recognize_digits", ["-c", "import recognize_digits"]),
                       ("whole process: recognize-digits predict image/infer_3.png",
                        ["-m", "recognize_digits", "predict", "image/infer_3.png",
-                        "--model-dir", pred["model_dir"]])):
+                        "--model-dir", model_dir])):
         runs = []
         for _ in range(3):
             start = time.perf_counter()

@@ -1,6 +1,5 @@
 """Inference: load images and the saved model, recognise digits, evaluate."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,46 +25,54 @@ def load_image(path):
 
 
 class InferenceModel:
-    """A saved inference model, loaded once into a ``paddle.inference`` predictor.
+    """A saved inference model, loaded once into ``paddle.inference`` predictors.
 
-    On the CPU it runs with oneDNN on ``threads`` threads (default: every core the
-    process may use), which recognises a batch of digits several times faster than the
-    plain kernels and answers a single image in well under a millisecond;
-    ``onednn=False`` keeps Paddle's plain kernels.
+    On the CPU it runs with oneDNN: batches on ``threads`` threads (default: every core
+    the process may use), several times faster than Paddle's plain kernels, and a few
+    images on one thread, which answers sooner than several. ``onednn=False`` keeps
+    the plain kernels.
     """
+
+    SMALL_BATCH = 16  # up to this many images, one thread is faster than several
 
     def __init__(self, model_dir, device="auto", threads=None, onednn=None):
         model_dir = Path(model_dir)
-        files = [model_dir / (MODEL_PREFIX + suffix) for suffix in (".json", ".pdiparams")]
-        missing = [f.name for f in files if not f.is_file()]
+        self.files = [model_dir / (MODEL_PREFIX + suffix) for suffix in (".json", ".pdiparams")]
+        missing = [f.name for f in self.files if not f.is_file()]
         if missing:
             raise ModelError(f"{model_dir}: no saved model ({', '.join(missing)} missing); "
                              f"train one with 'recognize-digits train --save-dir {model_dir}'")
         check_positive(threads=threads)
-        config = paddle.inference.Config(*map(str, files))
-        config.disable_glog_info()
-        if isinstance(select_place(device), paddle.CUDAPlace):
-            config.enable_use_gpu(256, 0)
-        else:
-            threads = threads or available_cores()
-            if threads > 1:
-                # Left to float, oneDNN's OpenMP threads share one core in about half of
-                # all runs, halving the speed; one thread per core keeps them apart.
-                # Read when OpenMP starts, so it only helps if nothing ran threads yet.
-                os.environ.setdefault("KMP_AFFINITY", "granularity=fine,compact,1,0")
-            config.set_cpu_math_library_num_threads(threads)
-            config.disable_onednn() if onednn is False else config.enable_onednn()
-        self.predictor = paddle.inference.create_predictor(config)
-        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self.gpu = isinstance(select_place(device), paddle.CUDAPlace)
+        self.threads, self.onednn = threads or available_cores(), onednn is not False
+        self._predictors = {}
+        self._predictor(1)  # load now, so that a broken model fails here
+
+    def _predictor(self, threads):
+        """The predictor (and its input and output) running on ``threads`` CPU threads."""
+        if threads not in self._predictors:
+            config = paddle.inference.Config(*map(str, self.files))
+            config.disable_glog_info()
+            if self.gpu:
+                config.enable_use_gpu(256, 0)
+            else:
+                config.set_cpu_math_library_num_threads(threads)
+                config.enable_onednn() if self.onednn else config.disable_onednn()
+            predictor = paddle.inference.create_predictor(config)
+            self._predictors[threads] = (
+                predictor, predictor.get_input_handle(predictor.get_input_names()[0]),
+                predictor.get_output_handle(predictor.get_output_names()[0]))
+        return self._predictors[threads]
 
     def predict(self, images):
         """Digits ``int64 [N]`` and probabilities ``float32 [N, 10]`` for ``[N, 1, 28, 28]`` images."""
         images = np.ascontiguousarray(images, np.float32).reshape(-1, 1, 28, 28)
-        self.input.reshape(images.shape)
-        self.input.copy_from_cpu(images)
-        self.predictor.run()
-        probs = self.output.copy_to_cpu()
+        small = len(images) <= self.SMALL_BATCH or self.gpu
+        predictor, inputs, outputs = self._predictor(1 if small else self.threads)
+        inputs.reshape(images.shape)
+        inputs.copy_from_cpu(images)
+        predictor.run()
+        probs = outputs.copy_to_cpu()
         return probs.argmax(axis=1), probs
 
 
