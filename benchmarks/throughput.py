@@ -198,6 +198,15 @@ def run_prediction(data, model_dir):
     return result
 
 
+def _median_run(runs):
+    """The run with the median rate (or speed), or the error if any run failed."""
+    for run in runs:
+        if not isinstance(run, dict):
+            return run
+    key = "rate" if "rate" in runs[0] else "predict"
+    return sorted(runs, key=lambda run: run[key])[len(runs) // 2]
+
+
 VARIANTS = {"project": run_project, "plain PIR": run_plain, "chapter feeding": run_chapter,
             "PyTorch": run_pytorch, "data pipeline": run_pipeline, "prediction": run_prediction}
 
@@ -207,25 +216,32 @@ def main():
     parser.add_argument("--data-dir", help="MNIST folder (default: as the package finds it, "
                         "else the bundled sample)")
     parser.add_argument("--steps", type=int, default=300, help="timed training steps (default 300)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each variant, taking turns; the median counts (default 3)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.data_dir, args.steps, args.model_dir)
 
-    print(f"{os.cpu_count()} cores; {args.steps} timed steps of 64 images after {WARMUP} warm-up steps")
+    print(f"{os.cpu_count()} cores; {args.steps} timed steps of 64 images after {WARMUP} warm-up "
+          f"steps; median of {args.rounds} rounds")
     print("\n| training (LeNet-5, batch 64) | images/s | vs plain PIR | vs PyTorch | peak MB |")
     print("|---|---|---|---|---|")
     # prediction runs on a model trained briefly on the sample by another process
     model_dir = tempfile.mkdtemp()
     spawn("-m", "recognize_digits", "train", "--sample", "--epochs", "1", "--seed", "0",
           "--save-dir", model_dir)
-    results, rates = {}, {}
-    for variant in VARIANTS:
-        extra = ["--data-dir", args.data_dir] if args.data_dir else []
-        out, err = spawn(__file__, "--worker", variant, "--steps", args.steps,
-                         "--model-dir", model_dir, *extra)
-        results[variant] = json.loads(out) if out else err
+    # Variants take turns, round after round, and each reports its median round, so
+    # that a passing disturbance of the machine hits them all alike.
+    runs = {variant: [] for variant in VARIANTS}
+    extra = ["--data-dir", args.data_dir] if args.data_dir else []
+    for _ in range(args.rounds):
+        for variant in VARIANTS:
+            out, err = spawn(__file__, "--worker", variant, "--steps", args.steps,
+                             "--model-dir", model_dir, *extra)
+            runs[variant].append(json.loads(out) if out else err)
+    results, rates = {variant: _median_run(r) for variant, r in runs.items()}, {}
     base, torch_rate = (results.get(k) for k in ("plain PIR", "PyTorch"))
     for variant, result in results.items():
         if variant in ("data pipeline", "prediction"):

@@ -70,14 +70,14 @@ def _train(args):
 
     data = data_module.load_mnist(args.data_dir, args.sample)
     tqdm.write(f"Training {args.model} on {data.source}")
-    steps = math.ceil(len(data.train_images) / args.batch_size)
     bar = None
 
     def show(event):
         nonlocal bar
         if isinstance(event, StepEvent):
             if bar is None:
-                bar = tqdm(total=steps, desc=f"Pass {event.pass_id}", unit="batch", disable=None)
+                bar = tqdm(total=math.ceil(len(data.train_images) / args.batch_size),
+                           desc=f"Pass {event.pass_id}", unit="batch", disable=None)
             bar.update()
             if event.batch_id % 50 == 0:
                 bar.set_postfix(cost=f"{event.cost:.4f}")

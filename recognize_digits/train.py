@@ -204,8 +204,6 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                    threads=threads)
     place = select_place(device)
-    if onednn is None:
-        onednn = isinstance(place, paddle.CPUPlace) and paddle.base.core.is_compiled_with_onednn()
     data = data or load_mnist(data_dir, sample)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") >> 1
@@ -214,16 +212,19 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     paddle.enable_static()
     paddle.seed(seed)
     programs = Programs(model, learning_rate, seed)
+    has_conv = any(op.name() == "pd_op.conv2d" for op in programs.main.global_block().ops)
+    if onednn is None:
+        onednn = isinstance(place, paddle.CPUPlace) and paddle.base.core.is_compiled_with_onednn()
+    onednn = bool(onednn and has_conv)
     exe = paddle.static.Executor(place)
     scope = paddle.static.Scope()  # a fresh scope: runs in one process never mix parameters
     rng = np.random.default_rng(seed)
     metrics = {"model": model, "epochs": epochs, "batch_size": batch_size,
                "learning_rate": learning_rate, "seed": seed, "device": str(place),
-               "onednn": onednn,
-               "data": data.source, "passes": [], "best_pass": None}
+               "onednn": onednn, "data": data.source, "passes": [], "best_pass": None}
     with paddle.static.scope_guard(scope):
         exe.run(programs.startup)
-        if onednn and any(op.name() == "pd_op.conv2d" for op in programs.main.global_block().ops):
+        if onednn:
             use_onednn_convolutions(programs.main)
             paddle.base.core.set_num_threads(threads or available_cores())
         for pass_id in range(epochs):

@@ -60,6 +60,7 @@ def test_errors_exit_non_zero_without_traceback(cli_model, tmp_path):
     for args in (["predict", tmp_path / "nope.png", "--model-dir", cli_model[0]],
                  ["predict", INFER_3, "--model-dir", tmp_path],
                  ["train", "--epochs", "0", "--sample", "--save-dir", tmp_path],
+                 ["train", "--batch-size", "0", "--sample", "--save-dir", tmp_path],
                  ["predict", INFER_3, "--model-dir", cli_model[0], "--threads", "0"],
                  ["train", "--data-dir", tmp_path, "--save-dir", tmp_path]):
         proc = run(*args, check=False)

@@ -23,3 +23,41 @@ def test_builders_parameter_counts_and_outputs(name, params):
     assert out.shape == (3, 10)
     np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
     assert (out > 0).all()
+
+
+def test_lenet_matches_stock_layers(sample, monkeypatch):
+    """The package's LeNet-5 (separate [C,1,1] biases, pooling before bias and ReLU) trains
+    like the chapter's order built from stock layers, from the same initial values."""
+    from paddle import nn
+    import paddle.nn.functional as F
+
+    from recognize_digits import models
+    from recognize_digits.data import batches
+    from recognize_digits.train import Programs
+
+    def stock_conv_pool(x, num_filters, filter_size=5, pool_size=2, pool_stride=2):
+        return F.max_pool2d(F.relu(nn.Conv2D(x.shape[1], num_filters, filter_size)(x)),
+                            pool_size, pool_stride)
+
+    paddle.enable_static()
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    data = list(batches(sample.train_images[:1280], sample.train_labels[:1280], 64))
+    losses, init = {}, None
+    for name in ("package", "stock"):
+        if name == "stock":
+            monkeypatch.setattr(models, "conv_pool", stock_conv_pool)
+        programs = Programs("cnn", seed=0)
+        with paddle.static.scope_guard(paddle.static.Scope()):
+            scope = paddle.static.global_scope()
+            exe.run(programs.startup)
+            params = list(programs.main.global_block().all_parameters())
+            # same initial values: parameters in building order, biases in either shape
+            params.sort(key=lambda p: int(p.get_defining_op().id()))
+            if init is None:
+                init = [np.array(scope.find_var(p.name).get_tensor()) for p in params]
+            else:
+                for p, value in zip(params, init):
+                    scope.find_var(p.name).get_tensor().set(value.reshape(p.shape), paddle.CPUPlace())
+            losses[name] = [float(exe.run(programs.main, feed={"img": x, "label": y},
+                                          fetch_list=[programs.avg_cost])[0]) for x, y in data]
+    np.testing.assert_allclose(losses["package"], losses["stock"], rtol=1e-4)
