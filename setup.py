@@ -14,7 +14,11 @@ setup(
         "numpy",
         "Pillow>=9.1",
         "tqdm",
+        "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "notebook": ["jupyterlab", "ipykernel"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+    },
     entry_points={"console_scripts": ["recognize-digits=recognize_digits.cli:main"]},
 )

@@ -7,11 +7,12 @@ The tutorial's steps, one module each: :mod:`.data`, :mod:`.models`, :mod:`.trai
 import os
 import warnings
 
-# Paddle logs every executor start at INFO level and warns about a C++ compiler cache it
-# only needs for custom operators; neither helps a learner. GLOG_minloglevel is left
-# alone when it is already set.
+# Paddle logs every executor start at INFO level, warns about a C++ compiler cache it
+# only needs for custom operators, and prints two notes of its own while building any
+# training program; none of it helps a learner. GLOG_minloglevel is left alone when set.
 os.environ.setdefault("GLOG_minloglevel", "2")
-warnings.filterwarnings("ignore", message="No ccache found")
+for note in ("No ccache found", "When training, we now always track", "Tensor do not have 'place'"):
+    warnings.filterwarnings("ignore", message=note)
 # Left to float, the OpenMP threads that oneDNN computes with share one core in about
 # half of all runs, which halves batch prediction speed; one thread per core keeps them
 # apart. It is read when OpenMP starts; set KMP_AFFINITY=disabled to opt out.

@@ -41,6 +41,8 @@ def build_parser():
     _data_options(p)
     p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--seed", type=int, help="make the run reproducible")
+    p.add_argument("--plot", metavar="PATH", help="also draw the train and test cost curves "
+                   "into this image (PNG, SVG or PDF), updated after every pass")
     _speed_options(p)
     p.set_defaults(func=_train)
 
@@ -70,10 +72,18 @@ def _train(args):
 
     data = data_module.load_mnist(args.data_dir, args.sample)
     tqdm.write(f"Training {args.model} on {data.source}")
+    curves = None
+    if args.plot:
+        from .plot import CostCurves
+
+        curves = CostCurves(f"{args.model} on {'the MNIST sample' if data.is_sample else 'MNIST'}")
+        curves.check_path(args.plot)
     bar = None
 
     def show(event):
         nonlocal bar
+        if curves:
+            curves(event)
         if isinstance(event, StepEvent):
             if bar is None:
                 bar = tqdm(total=math.ceil(len(data.train_images) / args.batch_size),
@@ -87,11 +97,14 @@ def _train(args):
         tqdm.write(f"Pass {event.pass_id}: train cost {event.train_cost:.4f}, test cost "
                    f"{event.test_cost:.4f}, test accuracy {100 * event.test_acc:.2f}% "
                    f"({event.seconds:.1f} s)")
+        if curves:
+            curves.save(args.plot)
 
     train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
           save_dir=args.save_dir, seed=args.seed, event_handler=show, log=tqdm.write,
           onednn=args.onednn, threads=args.threads)
-    tqdm.write(f"Saved the best pass's inference model in {args.save_dir}")
+    tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
+               + (f" and the cost curves in {args.plot}" if curves else ""))
 
 
 def _evaluate(args):

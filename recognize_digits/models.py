@@ -57,3 +57,21 @@ def count_parameters(program):
     """Number of trainable parameters in a static program (batch-norm statistics excluded)."""
     return int(sum(np.prod(p.shape) for p in program.global_block().all_parameters()
                    if not p.stop_gradient))
+
+
+def summary(builder):
+    """A model's layers as text: each operation, its output shape and its parameters' shapes."""
+    paddle.enable_static()
+    program = paddle.static.Program()
+    with paddle.static.program_guard(program, paddle.static.Program()):
+        builder(paddle.static.data("img", [-1, 1, 28, 28], "float32"))
+    lines = [f"{'operation':<12} {'output':<18} parameters"]
+    for op in program.global_block().ops:
+        if op.name() in ("builtin.parameter", "pd_op.full_int_array"):
+            continue
+        params = [list(v.shape) for v in op.operands_source()
+                  if v.get_defining_op().name() == "builtin.parameter"]
+        lines.append(f"{op.name().split('.')[-1].rstrip('_'):<12} "
+                     f"{str(list(op.result(0).shape)):<18} {'  '.join(map(str, params))}")
+    lines.append(f"trainable parameters: {count_parameters(program):,}")
+    return "\n".join(lines)

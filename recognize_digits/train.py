@@ -9,7 +9,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import paddle.nn.functional as F
 
 from .data import batches, load_mnist
 from .errors import ConfigError
-from .models import MODELS
+from .models import MODELS, count_parameters
 
 DEFAULT_SAVE_DIR = "recognize_digits.inference.model"
 MODEL_PREFIX = "model"  # the saved files are model.json and model.pdiparams
@@ -100,10 +99,7 @@ class Programs:
         self.main, self.startup = paddle.static.Program(), paddle.static.Program()
         if seed is not None:
             self.main.random_seed = self.startup.random_seed = seed
-        with paddle.static.program_guard(self.main, self.startup), warnings.catch_warnings():
-            # Two notes Paddle 3 prints while building any such program, not about ours.
-            warnings.filterwarnings("ignore", "When training, we now always track")
-            warnings.filterwarnings("ignore", "Tensor do not have 'place'")
+        with paddle.static.program_guard(self.main, self.startup):
             self.predict, [self.avg_cost, self.acc] = train_program(model)
             mapping = paddle.pir.IrMapping()
             self.test = self.main.clone(mapping)
@@ -221,7 +217,8 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     rng = np.random.default_rng(seed)
     metrics = {"model": model, "epochs": epochs, "batch_size": batch_size,
                "learning_rate": learning_rate, "seed": seed, "device": str(place),
-               "onednn": onednn, "data": data.source, "passes": [], "best_pass": None}
+               "onednn": onednn, "data": data.source,
+               "parameters": count_parameters(programs.test), "passes": [], "best_pass": None}
     with paddle.static.scope_guard(scope):
         exe.run(programs.startup)
         if onednn:

@@ -27,6 +27,21 @@ def cli_model(tmp_path_factory):
     return save_dir, proc.stdout + proc.stderr
 
 
+def test_train_draws_the_cost_curves(tmp_path):
+    plot = tmp_path / "curves.png"
+    run("train", "--model", "softmax", "--epochs", "2", "--sample", "--save-dir",
+        tmp_path / "model", "--plot", plot)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+    assert Image.open(plot).size == (700, 360)
+    # a path the curves cannot go to is refused before any training
+    for bad in (tmp_path / "curves.txt", tmp_path / "missing" / "curves.png"):
+        proc = run("train", "--sample", "--save-dir", tmp_path / "m2", "--plot", bad, check=False)
+        assert proc.returncode == 1
+        assert "recognize-digits: error:" in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "m2").exists()
+
+
 def test_train_end_to_end(cli_model):
     save_dir, output = cli_model
     assert "sample" in output

@@ -1,0 +1,166 @@
+"""Pictures for the tutorial: digits, activations, cost curves, probabilities.
+
+Figures are made with matplotlib's object API (no pyplot state), so they work the
+same in a notebook, in a script and in the CLI (``train --plot PATH``).
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .errors import ConfigError
+from .train import PassEvent, StepEvent
+
+
+def plot_digits(images, labels, columns=10, predictions=None):
+    """A grid of uint8 ``[N, 28, 28]`` digits titled with their labels (and predictions)."""
+    rows = -(-len(images) // columns)
+    fig = Figure(figsize=(columns * 0.9, rows * 1.05))
+    for i, (image, label) in enumerate(zip(images, labels)):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(np.asarray(image).reshape(28, 28), cmap="gray")
+        title = str(label) if predictions is None else f"{label}→{predictions[i]}"
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_activations():
+    """ReLU, sigmoid and tanh side by side."""
+    x = np.linspace(-5, 5, 201)
+    fig = Figure(figsize=(9, 2.6))
+    for i, (name, y) in enumerate((("ReLU", np.maximum(x, 0)), ("sigmoid", 1 / (1 + np.exp(-x))),
+                                   ("tanh", np.tanh(x)))):
+        ax = fig.add_subplot(1, 3, i + 1)
+        ax.plot(x, y)
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.axvline(0, color="gray", lw=0.5)
+        ax.set_title(name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_probabilities(probs, title=None):
+    """A bar chart of the 10 probabilities of one image, the most likely digit highlighted."""
+    probs = np.asarray(probs).ravel()
+    fig = Figure(figsize=(5, 2.6))
+    ax = fig.add_subplot()
+    colors = ["tab:orange" if d == probs.argmax() else "tab:blue" for d in range(10)]
+    ax.bar(range(10), probs, color=colors)
+    ax.set_xticks(range(10))
+    ax.set_xlabel("digit")
+    ax.set_ylabel("probability")
+    ax.set_ylim(0, 1)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+class CostCurves:
+    """An event handler that records train and test cost against steps and draws them.
+
+    ``live=True`` redraws the figure in a running notebook every ``redraw`` steps and
+    after every test pass; :meth:`save` writes it as an image.
+    """
+
+    def __init__(self, title="cost", live=False, redraw=100):
+        self.title, self.live, self.redraw = title, live, redraw
+        self.steps, self.train_costs, self.test_steps, self.test_costs = [], [], [], []
+        self._display = None
+
+    def __call__(self, event):
+        if isinstance(event, StepEvent):
+            self.steps.append(len(self.steps))
+            self.train_costs.append(event.cost)
+            if self.live and len(self.steps) % self.redraw == 0:
+                self.show()
+        elif isinstance(event, PassEvent):
+            self.test_steps.append(len(self.steps))
+            self.test_costs.append(event.test_cost)
+            if self.live:
+                self.show()
+
+    def figure(self):
+        fig = Figure(figsize=(7, 3.6))
+        ax = fig.add_subplot()
+        ax.plot(self.steps, self.train_costs, lw=0.5, alpha=0.35, label="train cost (batch)")
+        window = min(50, len(self.train_costs))
+        if window > 1:  # the batch costs are noisy: draw their running mean too
+            smooth = np.convolve(self.train_costs, np.ones(window) / window, mode="valid")
+            ax.plot(self.steps[window - 1:], smooth, color="tab:blue",
+                    label=f"train cost (mean of {window} batches)")
+        ax.plot(self.test_steps, self.test_costs, "o-", label="test cost (after each pass)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy cost")
+        ax.set_yscale("log")
+        ax.set_title(self.title)
+        ax.legend()
+        fig.tight_layout()
+        return fig
+
+    def show(self):
+        """Draw (or redraw in place) the curves in the notebook."""
+        from IPython.display import display
+
+        if self._display is None:
+            self._display = display(self.figure(), display_id=True)
+        else:
+            self._display.update(self.figure())
+
+    @staticmethod
+    def check_path(path):
+        """Refuse, before any training, a path the curves could not be saved to."""
+        path = Path(path)
+        kinds = Figure().canvas.get_supported_filetypes()
+        if path.suffix.lstrip(".").lower() not in kinds:
+            raise ConfigError(f"{path}: cannot draw into a {path.suffix or 'suffix-less'} file; "
+                              f"end the name with .png, .svg or .pdf")
+        if not path.parent.is_dir():
+            raise ConfigError(f"{path}: folder {path.parent} does not exist; create it first")
+
+    def save(self, path):
+        """Write the figure to ``path`` (format from its suffix), replacing it in one step."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        try:
+            self.figure().savefig(tmp, dpi=100)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def plot_accuracy(runs):
+    """Test accuracy after each pass, a line per run; ``runs`` maps names to train() metrics."""
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.add_subplot()
+    for name, metrics in runs.items():
+        passes = metrics["passes"]
+        ax.plot([p["pass_id"] for p in passes], [100 * p["test_acc"] for p in passes], "o-",
+                label=name)
+    ax.set_xlabel("pass")
+    ax.set_ylabel("test accuracy (%)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def comparison_table(runs):
+    """A Markdown table of the best pass of each run: accuracy, cost, parameters, speed."""
+    lines = ["| model | best pass | test accuracy | test cost | parameters | seconds per pass |",
+             "|---|---|---|---|---|---|"]
+    for name, m in runs.items():
+        best = m["passes"][m["best_pass"]]
+        seconds = np.mean([p["seconds"] for p in m["passes"]])
+        lines.append(f"| {name} | {m['best_pass']} of {len(m['passes'])} | "
+                     f"{100 * best['test_acc']:.2f}% | {best['test_cost']:.4f} | "
+                     f"{m['parameters']:,} | {seconds:.1f} |")
+    return "\n".join(lines)
