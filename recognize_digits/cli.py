@@ -25,10 +25,17 @@ def _speed_options(parser):
                         help="use Paddle's plain CPU kernels instead of oneDNN")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line like the package's own errors."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="recognize-digits", description="Recognise handwritten digits (MNIST) with PaddlePaddle.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="recognize-digits",
+                    description="Recognise handwritten digits (MNIST) with PaddlePaddle.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = commands.add_parser("train", help="train a model and save its best pass")
     p.add_argument("--model", choices=list(MODELS), default="cnn",

@@ -66,6 +66,9 @@ def read_idx(path):
         raise DataError(f"{path}: cannot read ({e}); download it again") from None
     if len(buf) < 8:
         raise DataError(f"{path}: too short to be an MNIST IDX file; download it again")
+    if buf.lstrip()[:1] == b"<":
+        raise DataError(f"{path}: is a web page, not MNIST data (a failed download?); "
+                        f"download it again")
     magic, count = np.frombuffer(buf, ">u4", 2)
     if magic == IMAGES_MAGIC:
         if len(buf) < 16:

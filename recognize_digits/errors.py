@@ -19,3 +19,7 @@ class ModelError(RecognizeDigitsError, ValueError):
 
 class ConfigError(RecognizeDigitsError, ValueError):
     """An option out of range, or a device that is not there."""
+
+
+class DivergedError(RecognizeDigitsError, ArithmeticError):
+    """Training produced a cost that is not a finite number."""

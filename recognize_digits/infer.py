@@ -1,27 +1,68 @@
 """Inference: load images and the saved model, recognise digits, evaluate."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import paddle
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from .data import batches, normalize
 from .errors import ImageError, ModelError
 from .train import MODEL_PREFIX, TEST_BATCH_SIZE, available_cores, check_positive, select_place
 
 
+MIN_SIDE = 8  # smaller images cannot hold a recognisable digit
+MAX_PIXELS = 50_000_000  # larger ones would take gigabytes to decode: refused up front
+
+
 def load_image(path):
     """An image file as the model's input: grayscale, 28x28, in [-1, 1], ``[1, 1, 28, 28]``.
 
+    Any format Pillow reads: EXIF rotation is applied, the first frame of an animation is
+    taken, 16-bit images are scaled to 8 bits and transparent ones are laid on white.
     Like MNIST, the digit should be light on a dark background.
     """
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image; name an image file")
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
     try:
-        with Image.open(path) as im:
-            im = im.convert("L").resize((28, 28), Image.LANCZOS)
-    except (OSError, UnidentifiedImageError) as e:
-        raise ImageError(f"{path}: cannot read it as an image ({e})") from None
-    return normalize(np.asarray(im))
+        with warnings.catch_warnings():  # the size is checked below, with a clearer message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"{path}: {width}x{height} pixels is too large (at most "
+                                 f"{MAX_PIXELS:,} pixels); scale it down first")
+            if min(width, height) < MIN_SIDE:
+                raise ImageError(f"{path}: {width}x{height} pixels is too small to hold a "
+                                 f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}")
+            im.draft("L", (4 * 28, 4 * 28))  # JPEG: decode at a fraction of the size
+            gray = _grayscale(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: too large to decode safely (at most {MAX_PIXELS:,} "
+                         f"pixels); scale it down first") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: cannot read it as an image ({e}); is it a complete "
+                         f"PNG, JPEG or other picture?") from None
+    return normalize(np.asarray(gray.resize((28, 28), Image.LANCZOS)))
+
+
+def _grayscale(im):
+    """One 8-bit grey channel; 16-bit and float images scaled, transparency laid on white."""
+    if im.mode.startswith("I") or im.mode == "F":
+        values = np.asarray(im, np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") else max(values.max(), 1.0)
+        if im.mode == "I" and values.max() <= 255:
+            top = 255.0
+        return Image.fromarray(np.clip(values / top * 255, 0, 255).round().astype(np.uint8))
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        im = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", im.size, "white"), im).convert("L")
+    return im.convert("L")
 
 
 class InferenceModel:
@@ -37,16 +78,30 @@ class InferenceModel:
 
     def __init__(self, model_dir, device="auto", threads=None, onednn=None):
         model_dir = Path(model_dir)
+        train_one = f"train one with 'recognize-digits train --save-dir {model_dir}'"
+        if not model_dir.is_dir():
+            raise ModelError(f"{model_dir}: no such folder; {train_one}")
         self.files = [model_dir / (MODEL_PREFIX + suffix) for suffix in (".json", ".pdiparams")]
         missing = [f.name for f in self.files if not f.is_file()]
         if missing:
-            raise ModelError(f"{model_dir}: no saved model ({', '.join(missing)} missing); "
-                             f"train one with 'recognize-digits train --save-dir {model_dir}'")
+            raise ModelError(f"{model_dir}: no saved model ({', '.join(missing)} missing); {train_one}")
         check_positive(threads=threads)
+        shape = _input_shape(self.files[0].with_suffix(""))
+        if shape is not None and shape != [-1, 1, 28, 28]:
+            raise ModelError(f"{model_dir}: the model takes input of shape {shape}, not 28x28 "
+                             f"digits [-1, 1, 28, 28]; {train_one}")
         self.gpu = isinstance(select_place(device), paddle.CUDAPlace)
         self.threads, self.onednn = threads or available_cores(), onednn is not False
         self._predictors = {}
-        self._predictor(1)  # load now, so that a broken model fails here
+        try:  # load now, and try one blank digit, so that a broken model fails here
+            _, probs = self.predict(np.zeros((1, 1, 28, 28), np.float32))
+        except (RuntimeError, ValueError, OSError) as e:
+            message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{model_dir}: the saved model cannot be loaded or run on 28x28 "
+                             f"digits ({message}); {train_one}") from None
+        if probs.shape != (1, 10):
+            raise ModelError(f"{model_dir}: the model answers with shape {list(probs.shape)}, "
+                             f"not 10 probabilities per digit; {train_one}")
 
     def _predictor(self, threads):
         """The predictor (and its input and output) running on ``threads`` CPU threads."""
@@ -74,6 +129,19 @@ class InferenceModel:
         predictor.run()
         probs = outputs.copy_to_cpu()
         return probs.argmax(axis=1), probs
+
+
+def _input_shape(prefix):
+    """The declared shape of a saved model's input, or None if it cannot be read."""
+    paddle.enable_static()
+    try:
+        with paddle.static.scope_guard(paddle.static.Scope()):
+            program, feeds, _ = paddle.static.load_inference_model(
+                str(prefix), paddle.static.Executor(paddle.CPUPlace()))
+    except (RuntimeError, ValueError, OSError):
+        return None  # the predictor below says what is wrong
+    return [list(op.result(0).shape) for op in program.global_block().ops
+            if op.name() == "pd_op.data"][0]
 
 
 def evaluate(model, images, labels):

@@ -17,12 +17,15 @@ import paddle
 import paddle.nn.functional as F
 
 from .data import batches, load_mnist
-from .errors import ConfigError
+from .errors import ConfigError, DivergedError
 from .models import MODELS, count_parameters
 
 DEFAULT_SAVE_DIR = "recognize_digits.inference.model"
 MODEL_PREFIX = "model"  # the saved files are model.json and model.pdiparams
 TEST_BATCH_SIZE = 1000  # larger test batches only speed up the test pass
+# Paddle's cross entropy clips log(0), so a run that blows up shows a cost stuck far
+# above the 2.3 of guessing uniformly rather than inf; 20 batches above this stop it.
+DIVERGED_COST = 10 * np.log(10)
 
 
 @dataclass
@@ -157,6 +160,19 @@ def use_onednn_convolutions(program):
         raise RuntimeError("rewriting the convolutions for oneDNN failed")
 
 
+def check_save_dir(save_dir):
+    """Refuse, before any training, a save directory that cannot hold the model."""
+    save_dir = Path(save_dir)
+    if save_dir.exists() and not save_dir.is_dir():
+        raise ConfigError(f"{save_dir}: is a file, not a folder; choose another --save-dir")
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=save_dir).close()
+    except OSError as e:
+        raise ConfigError(f"{save_dir}: cannot write the model there ({e.strerror}); "
+                          f"choose another --save-dir") from None
+
+
 def check_positive(**options):
     """Refuse any option that is set (not None) but not > 0."""
     for name, value in options.items():
@@ -200,6 +216,7 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                    threads=threads)
     place = select_place(device)
+    check_save_dir(save_dir)
     data = data or load_mnist(data_dir, sample)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") >> 1
@@ -231,6 +248,13 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
                 cost, acc = exe.run(programs.main, feed={"img": x, "label": y},
                                     fetch_list=[programs.avg_cost, programs.acc])
                 costs.append(float(cost)), accs.append(float(acc)), sizes.append(len(x))
+                if not np.isfinite(costs[-1]) or np.mean(costs[-20:]) > DIVERGED_COST > costs[0]:
+                    best = metrics["best_pass"]
+                    kept = (f"the model of pass {best} stays in {save_dir}" if best is not None
+                            else "nothing was saved")
+                    raise DivergedError(
+                        f"training diverged: the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
+                        f"{batch_id}; {kept}. Try a smaller learning rate than {learning_rate}")
                 handler(StepEvent(pass_id, batch_id, costs[-1], accs[-1]))
             test_cost, test_acc = test(exe, programs, data.test_images, data.test_labels)
             event = PassEvent(pass_id, float(np.average(costs, weights=sizes)),

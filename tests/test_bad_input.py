@@ -1,0 +1,193 @@
+"""Bad input and faults: each ends in one clear line, a specific error, nothing lost."""
+
+import io
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+import tempfile
+
+from recognize_digits import data
+from recognize_digits.errors import (ConfigError, DataError, DivergedError, ImageError,
+                                     ModelError, RecognizeDigitsError)
+from recognize_digits.infer import InferenceModel, load_image
+from recognize_digits.train import MODEL_PREFIX, train
+
+from conftest import INFER_3, ROOT, write_mnist
+
+DIGIT = np.asarray(Image.open(INFER_3))  # 28x28 uint8, light ink on black
+
+
+def quiet():
+    return dict(event_handler=lambda event: None, log=lambda *a: None)
+
+
+# --- images to predict ---------------------------------------------------------------
+
+def png_with_size(path, width, height):
+    """A small valid PNG whose header claims width x height (nothing large is written)."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, "PNG")
+    raw = bytearray(buffer.getvalue())
+    raw[16:24] = struct.pack(">II", width, height)  # IHDR's width and height
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))  # its CRC
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def truncated(path, fmt):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)).save(buffer, fmt)
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.png", "no such file"),
+    (lambda d: d, "is a folder"),
+    (lambda d: (d / "a.txt").write_text("three") and d / "a.txt", "cannot read it as an image"),
+    (lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png", "cannot read it as an image"),
+    (lambda d: truncated(d / "t.png", "PNG"), "cannot read it as an image"),
+    (lambda d: truncated(d / "t.jpg", "JPEG"), "cannot read it as an image"),
+    (lambda d: Image.new("L", (1, 1)).save(d / "one.png") or d / "one.png", "too small"),
+    (lambda d: png_with_size(d / "big.png", 20000, 20000), "too large"),
+    (lambda d: png_with_size(d / "wide.png", 9000, 9000), "too large"),
+])
+def test_bad_images_are_refused(tmp_path, make, message):
+    with pytest.raises(ImageError, match=message) as e:
+        load_image(make(tmp_path))
+    assert isinstance(e.value, ValueError) and "\n" not in str(e.value)
+
+
+def test_image_kinds_are_read_as_the_digit(tmp_path):
+    plain = load_image(INFER_3)
+    cases = {}
+    Image.fromarray(DIGIT.astype(np.uint16) * 257).save(tmp_path / "16bit.png")
+    cases["16-bit"] = tmp_path / "16bit.png"
+    Image.fromarray(DIGIT).convert("P").save(tmp_path / "palette.png")
+    cases["palette"] = tmp_path / "palette.png"
+    frames = [Image.fromarray(DIGIT).convert("P"), Image.new("P", (28, 28), 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    cases["animated GIF (first frame)"] = tmp_path / "anim.gif"
+    Image.fromarray(DIGIT).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    cases["CMYK JPEG"] = tmp_path / "cmyk.jpg"
+    rotated = Image.fromarray(DIGIT).rotate(90, expand=True)  # stored turned left...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...with the EXIF orientation that turns it back
+    rotated.save(tmp_path / "exif.jpg", quality=100, exif=exif)
+    cases["EXIF-rotated JPEG"] = tmp_path / "exif.jpg"
+    for name, path in cases.items():
+        assert np.abs(load_image(path) - plain).mean() < 0.02, name
+
+
+def test_transparency_is_laid_on_white(tmp_path):
+    rgba = np.zeros((28, 28, 4), np.uint8)
+    rgba[..., :3] = np.random.default_rng(1).integers(0, 256, (28, 28, 3))  # junk under alpha 0
+    rgba[10:18, 10:18] = [0, 0, 0, 255]  # an opaque black square
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    x = load_image(tmp_path / "rgba.png")[0, 0]
+    assert x[0, 0] == 1.0 and x[14, 14] == -1.0  # white background, black ink
+
+
+# --- model directories -----------------------------------------------------------------
+
+def save_other_model(folder, shape):
+    """An inference model whose input is ``shape`` instead of [-1, 1, 28, 28]."""
+    paddle.enable_static()
+    main, startup = paddle.static.Program(), paddle.static.Program()
+    with paddle.static.program_guard(main, startup):
+        x = paddle.static.data("img", shape, "float32")
+        probs = paddle.nn.functional.softmax(paddle.nn.Linear(shape[-1], 10)(x))
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    with paddle.static.scope_guard(paddle.static.Scope()):
+        exe.run(startup)
+        paddle.static.save_inference_model(str(folder / MODEL_PREFIX), [x], [probs], exe,
+                                           program=main)
+
+
+def test_bad_model_dirs(tmp_path, trained_cnn):
+    good = trained_cnn[0]
+    with pytest.raises(ModelError, match="no such folder"):
+        InferenceModel(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="model.json, model.pdiparams missing"):
+        InferenceModel(tmp_path / "empty")
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "model.json").write_bytes((good / "model.json").read_bytes())
+    with pytest.raises(ModelError, match="model.pdiparams missing"):
+        InferenceModel(half)
+    (half / "model.pdiparams").write_bytes((good / "model.pdiparams").read_bytes()[:1000])
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        InferenceModel(half)
+    other = tmp_path / "other"
+    other.mkdir()
+    save_other_model(other, [-1, 784])
+    with pytest.raises(ModelError, match="28x28"):
+        InferenceModel(other)
+
+
+# --- options and training faults ---------------------------------------------------------
+
+def test_save_dir_that_is_a_file_or_not_writable(tmp_path, sample, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        train("softmax", data=sample, save_dir=tmp_path / "file", **quiet())
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with pytest.raises(ConfigError, match="cannot write the model there"):
+        train("softmax", data=sample, save_dir=tmp_path / "ro", **quiet())
+
+
+def test_divergence_stops_and_keeps_the_saved_model(tmp_path, sample):
+    train("softmax", epochs=1, data=sample, save_dir=tmp_path, seed=0, **quiet())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(DivergedError, match="diverged.*nothing was saved.*smaller learning rate"):
+        train("cnn", epochs=2, learning_rate=1e6, data=sample, save_dir=tmp_path, seed=0, **quiet())
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_mnist_html_page(tmp_path):
+    folder = write_mnist(tmp_path / "m")
+    (folder / "train-labels-idx1-ubyte.gz").write_text("<!DOCTYPE html><html>Not Found</html>")
+    with pytest.raises(DataError, match="web page"):
+        data.load_mnist(folder)
+
+
+def test_label_outside_digits(tmp_path):
+    from conftest import write_idx
+    folder = write_mnist(tmp_path / "m")
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(10) + 3)
+    with pytest.raises(DataError, match="label 12 is not a digit"):
+        data.load_mnist(folder)
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--model", "lenet"],
+    ["train", "--lr", "-1", "--sample"],
+    ["train", "--device", "gpu", "--sample"],
+    ["predict", str(ROOT / "image")],
+    ["evaluate", "--model-dir", "/nonexistent/model"],
+])
+def test_cli_errors_are_one_line(args, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "recognize_digits", *args, "--save-dir",
+                           str(tmp_path / "s")] if args[0] == "train" else
+                          [sys.executable, "-m", "recognize_digits", *args],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_errors_share_one_hierarchy():
+    for error in (DataError, ImageError, ModelError, ConfigError):
+        assert issubclass(error, RecognizeDigitsError) and issubclass(error, ValueError)
+    assert issubclass(DivergedError, ArithmeticError)
