@@ -48,6 +48,8 @@ def build_parser():
     _data_options(p)
     p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--seed", type=int, help="make the run reproducible")
+    p.add_argument("--resume", action="store_true", help="continue the training that Ctrl-C "
+                   "stopped in --save-dir, with the settings it started with")
     p.add_argument("--plot", metavar="PATH", help="also draw the train and test cost curves "
                    "into this image (PNG, SVG or PDF), updated after every pass")
     _speed_options(p)
@@ -78,7 +80,8 @@ def _train(args):
     from .train import train
 
     data = data_module.load_mnist(args.data_dir, args.sample)
-    tqdm.write(f"Training {args.model} on {data.source}")
+    if not args.resume:
+        tqdm.write(f"Training {args.model} on {data.source}")
     curves = None
     if args.plot:
         from .plot import CostCurves
@@ -109,7 +112,7 @@ def _train(args):
 
     train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
           save_dir=args.save_dir, seed=args.seed, event_handler=show, log=tqdm.write,
-          onednn=args.onednn, threads=args.threads)
+          onednn=args.onednn, threads=args.threads, resume=args.resume)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
                + (f" and the cost curves in {args.plot}" if curves else ""))
 
@@ -149,8 +152,9 @@ def main(argv=None):
     try:
         args.func(args)
     except RecognizeDigitsError as e:
-        print(f"recognize-digits: error: {e}", file=sys.stderr)
-        return 1
+        print(f"recognize-digits: {'stopped' if isinstance(e, KeyboardInterrupt) else 'error'}: "
+              f"{e}", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 1
     except KeyboardInterrupt:
         print("recognize-digits: interrupted", file=sys.stderr)
         return 130

@@ -23,3 +23,7 @@ class ConfigError(RecognizeDigitsError, ValueError):
 
 class DivergedError(RecognizeDigitsError, ArithmeticError):
     """Training produced a cost that is not a finite number."""
+
+
+class TrainingInterrupted(RecognizeDigitsError, KeyboardInterrupt):
+    """Training was stopped by Ctrl-C after saving a checkpoint to resume from."""

@@ -7,7 +7,9 @@ pass, and the inference model of the best pass (lowest test cost) saved.
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,9 @@ import paddle
 import paddle.nn.functional as F
 
 from .data import batches, load_mnist
-from .errors import ConfigError, DivergedError
+from .errors import ConfigError, DivergedError, TrainingInterrupted
 from .models import MODELS, count_parameters
+from .storage import exclusive, new_folder, replace_folder, write_json
 
 DEFAULT_SAVE_DIR = "recognize_digits.inference.model"
 MODEL_PREFIX = "model"  # the saved files are model.json and model.pdiparams
@@ -201,7 +204,7 @@ def test(exe, programs, images, labels):
 
 def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="auto",
           data_dir=None, sample=False, data=None, save_dir=DEFAULT_SAVE_DIR, seed=None,
-          event_handler=None, log=print, onednn=None, threads=None):
+          event_handler=None, log=print, onednn=None, threads=None, resume=False):
     """Train ``model`` and keep the inference model of its best pass in ``save_dir``.
 
     ``data`` (an :class:`~recognize_digits.data.MNIST`) overrides ``data_dir``/``sample``.
@@ -210,8 +213,15 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     ``onednn`` runs the convolutions on oneDNN (see :func:`use_onednn_convolutions`);
     by default it does so on the CPU when Paddle is built with oneDNN, on ``threads``
     threads (default: every core the process may use).
+    Ctrl-C stops training after the current batch and saves a checkpoint (parameters,
+    optimizer state, position and random state) in ``save_dir/checkpoint``;
+    ``resume=True`` continues from it, with the settings it was started with.
     Returns the metrics also written to ``save_dir/metrics.json``.
     """
+    state = read_checkpoint(save_dir) if resume else None
+    if state:
+        model, epochs, batch_size, learning_rate, seed = (
+            state["metrics"][k] for k in ("model", "epochs", "batch_size", "learning_rate", "seed"))
     check_model(model)
     check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                    threads=threads)
@@ -232,19 +242,30 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     exe = paddle.static.Executor(place)
     scope = paddle.static.Scope()  # a fresh scope: runs in one process never mix parameters
     rng = np.random.default_rng(seed)
-    metrics = {"model": model, "epochs": epochs, "batch_size": batch_size,
-               "learning_rate": learning_rate, "seed": seed, "device": str(place),
-               "onednn": onednn, "data": data.source,
-               "parameters": count_parameters(programs.test), "passes": [], "best_pass": None}
-    with paddle.static.scope_guard(scope):
+    metrics = state["metrics"] if state else {
+        "model": model, "epochs": epochs, "batch_size": batch_size,
+        "learning_rate": learning_rate, "seed": seed, "device": str(place), "onednn": onednn,
+        "data": data.source, "parameters": count_parameters(programs.test), "passes": [],
+        "best_pass": None}
+    checkpoint = Path(save_dir) / "checkpoint"
+    with exclusive(save_dir), paddle.static.scope_guard(scope), StopOnCtrlC() as ctrl_c:
         exe.run(programs.startup)
         if onednn:
             use_onednn_convolutions(programs.main)
             paddle.base.core.set_num_threads(threads or available_cores())
-        for pass_id in range(epochs):
-            start, costs, accs, sizes = time.perf_counter(), [], [], []
+        if state:
+            paddle.static.load(programs.main, str(checkpoint / "train"), exe)
+            rng.bit_generator.state = state["rng"]
+            log(f"Resuming {model} at pass {state['pass_id']}, batch {state['batch_id']}")
+        for pass_id in range(state["pass_id"] if state else 0, epochs):
+            pass_rng = rng.bit_generator.state  # to deal this pass's batches again on resume
+            resumed = state if state and state["pass_id"] == pass_id else None
+            costs, accs, sizes = resumed["partial"] if resumed else ([], [], [])
+            start = time.perf_counter() - (resumed["seconds"] if resumed else 0)
             for batch_id, (x, y) in enumerate(
                     batches(data.train_images, data.train_labels, batch_size, True, rng)):
+                if batch_id < len(costs):
+                    continue  # done before the interruption
                 cost, acc = exe.run(programs.main, feed={"img": x, "label": y},
                                     fetch_list=[programs.avg_cost, programs.acc])
                 costs.append(float(cost)), accs.append(float(acc)), sizes.append(len(x))
@@ -256,6 +277,15 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
                         f"training diverged: the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
                         f"{batch_id}; {kept}. Try a smaller learning rate than {learning_rate}")
                 handler(StepEvent(pass_id, batch_id, costs[-1], accs[-1]))
+                if ctrl_c.pressed:
+                    save_checkpoint(checkpoint, exe, programs, {
+                        "pass_id": pass_id, "batch_id": batch_id + 1, "rng": pass_rng,
+                        "partial": [costs, accs, sizes], "seconds": time.perf_counter() - start,
+                        "metrics": metrics})
+                    raise TrainingInterrupted(
+                        f"stopped at pass {pass_id}, batch {batch_id + 1}; a checkpoint is in "
+                        f"{checkpoint}: continue with 'recognize-digits train --resume "
+                        f"--save-dir {save_dir}' (the same data options)")
             test_cost, test_acc = test(exe, programs, data.test_images, data.test_labels)
             event = PassEvent(pass_id, float(np.average(costs, weights=sizes)),
                               float(np.average(accs, weights=sizes)), test_cost, test_acc,
@@ -264,14 +294,56 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
             best = metrics["best_pass"]
             if best is None or test_cost < metrics["passes"][best]["test_cost"]:
                 metrics["best_pass"] = pass_id
-                save_model(save_dir, exe, programs)
-            save_metrics(save_dir, metrics)
+                save_model(save_dir, exe, programs, metrics)
+            else:
+                write_json(Path(save_dir) / "metrics.json", metrics)
             handler(event)
+    shutil.rmtree(checkpoint, ignore_errors=True)
     best = metrics["passes"][metrics["best_pass"]]
     log(f"Best pass is {metrics['best_pass']}, testing Avgcost is {best['test_cost']:.6f}")
     log(f"The classification accuracy is {100 * best['test_acc']:.2f}%"
         + (" (on the bundled sample)" if data.is_sample else ""))
     return metrics
+
+
+class StopOnCtrlC:
+    """Within it, a first Ctrl-C only sets ``pressed`` (the loop stops at the next batch,
+    after saving a checkpoint); a second one interrupts at once. Main thread only."""
+
+    def __enter__(self):
+        self.pressed, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._pressed)
+        return self
+
+    def _pressed(self, signum, frame):
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def save_checkpoint(folder, exe, programs, state):
+    """Parameters, optimizer state and ``state`` (position, random state, metrics)."""
+    new = new_folder(folder)
+    try:
+        paddle.static.save(programs.main, str(new / "train"))
+        write_json(new / "state.json", state)
+        replace_folder(new, folder)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+
+
+def read_checkpoint(save_dir):
+    path = Path(save_dir) / "checkpoint" / "state.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"{save_dir}: no checkpoint to resume from; start a new training "
+                          f"without --resume") from None
 
 
 def inference_program(programs, scope):
@@ -294,26 +366,28 @@ def inference_program(programs, scope):
     return program, mapping.look_up(programs.test_img), mapping.look_up(programs.test_predict)
 
 
-def save_model(save_dir, exe, programs):
-    """Save the inference model, replacing the files in one step each."""
+def save_model(save_dir, exe, programs, metrics):
+    """Save the inference model and ``metrics.json`` as one: both are written to a new
+    folder, which then takes the place of ``save_dir`` in one step. Anything else in
+    ``save_dir`` is carried over (as hard links, not copies)."""
     save_dir = Path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".saving-", dir=save_dir)
+    new = new_folder(save_dir)
     scope = paddle.static.Scope()
     program, img, predict = inference_program(programs, scope)
     try:
         with paddle.static.scope_guard(scope):
-            paddle.static.save_inference_model(os.path.join(tmp, MODEL_PREFIX), [img], [predict],
-                                               exe, program=program)
-        for suffix in (".pdiparams", ".json"):
-            os.replace(os.path.join(tmp, MODEL_PREFIX + suffix), save_dir / (MODEL_PREFIX + suffix))
+            paddle.static.save_inference_model(str(new / MODEL_PREFIX), [img], [predict], exe,
+                                               program=program)
+        write_json(new / "metrics.json", metrics)
+        for entry in save_dir.iterdir() if save_dir.is_dir() else ():
+            target = new / entry.name
+            if target.exists():
+                continue
+            if entry.is_dir():
+                shutil.copytree(entry, target, copy_function=os.link)
+            else:
+                os.link(entry, target)
+        os.chmod(new, 0o755)
+        replace_folder(new, save_dir)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def save_metrics(save_dir, metrics):
-    fd, tmp = tempfile.mkstemp(prefix=".metrics-", dir=save_dir)
-    os.chmod(tmp, 0o644)
-    with os.fdopen(fd, "w") as f:
-        json.dump(metrics, f, indent=1)
-    os.replace(tmp, Path(save_dir) / "metrics.json")
+        shutil.rmtree(new, ignore_errors=True)

@@ -191,3 +191,94 @@ def test_errors_share_one_hierarchy():
     for error in (DataError, ImageError, ModelError, ConfigError):
         assert issubclass(error, RecognizeDigitsError) and issubclass(error, ValueError)
     assert issubclass(DivergedError, ArithmeticError)
+
+
+# --- nothing lost ------------------------------------------------------------------------
+
+KILLED_MID_SAVE = """
+import os, signal, sys
+import paddle
+from recognize_digits import load_mnist, train
+
+original, calls = paddle.static.save_inference_model, []
+
+def save_then_die(*args, **kwargs):  # the second best pass is written, then the process dies
+    original(*args, **kwargs)
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+paddle.static.save_inference_model = save_then_die
+train("softmax", epochs=3, data=load_mnist(sample=True), save_dir=sys.argv[1], seed=0,
+      event_handler=lambda event: None, log=lambda *a: None)
+"""
+
+
+def test_killed_while_saving_leaves_the_previous_complete_model(tmp_path, sample):
+    import json
+    from recognize_digits.infer import evaluate
+
+    save_dir = tmp_path / "model"
+    proc = subprocess.run([sys.executable, "-c", KILLED_MID_SAVE, str(save_dir)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    metrics = json.loads((save_dir / "metrics.json").read_text())
+    assert metrics["best_pass"] == 0 and len(metrics["passes"]) == 1  # pass 0's, whole
+    cost, _ = evaluate(InferenceModel(save_dir), sample.test_images, sample.test_labels)
+    assert cost == pytest.approx(metrics["passes"][0]["test_cost"], rel=1e-4)
+    assert list(tmp_path.glob(".model.new-*"))  # the half-done save, left beside it
+    train("softmax", epochs=1, data=sample, save_dir=save_dir, seed=0, **quiet())
+    assert not list(tmp_path.glob(".model.new-*"))  # and cleared by the next run
+
+
+def test_two_trainings_in_one_folder(tmp_path, sample):
+    from recognize_digits.storage import exclusive
+
+    with exclusive(tmp_path / "model"):
+        with pytest.raises(ConfigError, match="another training .* is saving there"):
+            train("softmax", data=sample, save_dir=tmp_path / "model", **quiet())
+    train("softmax", epochs=1, data=sample, save_dir=tmp_path / "model", **quiet())  # free again
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path):
+    import json
+    import signal
+    import time
+
+    def command(save_dir, *extra):
+        return [sys.executable, "-m", "recognize_digits", "train", "--model", "cnn", "--sample",
+                "--epochs", "3", "--seed", "3", "--save-dir", str(save_dir), *extra]
+
+    whole = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True,
+                           timeout=300)
+    assert whole.returncode == 0, whole.stderr
+
+    proc = subprocess.Popen(command(tmp_path / "cut"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until the first pass is done, then press Ctrl-C
+        if line.startswith("Pass 0:"):
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().startswith("recognize-digits: stopped:") and "--resume" in err
+    assert "Traceback" not in err
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+    assert (state["pass_id"], state["batch_id"]) > (0, 0)
+
+    resumed = subprocess.run(command(tmp_path / "cut", "--resume"), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming cnn at pass {state['pass_id']}, batch {state['batch_id']}" in resumed.stdout
+    assert not (tmp_path / "cut" / "checkpoint").exists()
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("whole", "cut"))
+    assert len(b["passes"]) == 3
+    for p, q in zip(a["passes"], b["passes"]):
+        assert q["test_acc"] == pytest.approx(p["test_acc"], abs=0.01)
+        assert q["test_cost"] == pytest.approx(p["test_cost"], rel=0.05)
+
+
+def test_resume_without_checkpoint(tmp_path, sample):
+    with pytest.raises(ConfigError, match="no checkpoint to resume from"):
+        train(data=sample, save_dir=tmp_path, resume=True, **quiet())
