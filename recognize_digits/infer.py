@@ -42,6 +42,8 @@ def load_image(path):
                                  f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}")
             im.draft("L", (4 * 28, 4 * 28))  # JPEG: decode at a fraction of the size
             gray = _grayscale(ImageOps.exif_transpose(im))
+    except ImageError:
+        raise
     except Image.DecompressionBombError:
         raise ImageError(f"{path}: too large to decode safely (at most {MAX_PIXELS:,} "
                          f"pixels); scale it down first") from None

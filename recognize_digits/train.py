@@ -269,7 +269,8 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
                 cost, acc = exe.run(programs.main, feed={"img": x, "label": y},
                                     fetch_list=[programs.avg_cost, programs.acc])
                 costs.append(float(cost)), accs.append(float(acc)), sizes.append(len(x))
-                if not np.isfinite(costs[-1]) or np.mean(costs[-20:]) > DIVERGED_COST > costs[0]:
+                if not np.isfinite(costs[-1]) or (
+                        len(costs) >= 20 and np.mean(costs[-20:]) > DIVERGED_COST > costs[0]):
                     best = metrics["best_pass"]
                     kept = (f"the model of pass {best} stays in {save_dir}" if best is not None
                             else "nothing was saved")
