@@ -28,6 +28,12 @@ def test_truncated_idx_is_a_clear_error(tmp_path, compress):
         data.read_idx(path)
 
 
+def test_empty_file_is_a_clear_error(tmp_path):
+    (tmp_path / "empty.gz").write_bytes(b"")
+    with pytest.raises(DataError, match="too short to be an MNIST IDX file"):
+        data.read_idx(tmp_path / "empty.gz")
+
+
 def test_wrong_magic_and_dimensions(tmp_path):
     with pytest.raises(DataError, match="magic number 1234"):
         data.read_idx(write_idx(tmp_path / "a", np.zeros((2, 28, 28)), magic=1234))
