@@ -57,9 +57,7 @@ def _grayscale(im):
     """One 8-bit grey channel; 16-bit and float images scaled, transparency laid on white."""
     if im.mode.startswith("I") or im.mode == "F":
         values = np.asarray(im, np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") else max(values.max(), 1.0)
-        if im.mode == "I" and values.max() <= 255:
-            top = 255.0
+        top = 65535 if im.mode.startswith("I;16") else max(values.max(), 255)
         return Image.fromarray(np.clip(values / top * 255, 0, 255).round().astype(np.uint8))
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
         im = im.convert("RGBA")

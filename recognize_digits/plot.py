@@ -4,14 +4,13 @@ Figures are made with matplotlib's object API (no pyplot state), so they work th
 same in a notebook, in a script and in the CLI (``train --plot PATH``).
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from .errors import ConfigError
+from .storage import replace_file
 from .train import PassEvent, StepEvent
 
 
@@ -125,16 +124,7 @@ class CostCurves:
 
     def save(self, path):
         """Write the figure to ``path`` (format from its suffix), replacing it in one step."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        try:
-            self.figure().savefig(tmp, dpi=100)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        replace_file(path, lambda tmp: self.figure().savefig(tmp, dpi=100))
 
 
 def plot_accuracy(runs):

@@ -18,18 +18,22 @@ except ImportError:  # not on Windows: there the lock is skipped
     fcntl = None
 
 
-def write_json(path, obj):
-    """Write ``obj`` as JSON to ``path``: to a temporary file first, then renamed over it."""
+def replace_file(path, write):
+    """Make ``path`` by ``write(tmp)`` on a temporary file beside it, renamed over it at the end."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
+        write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json(path, obj):
+    replace_file(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
 
 
 def new_folder(target):

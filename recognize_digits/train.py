@@ -26,9 +26,6 @@ from .storage import exclusive, new_folder, replace_folder, write_json
 DEFAULT_SAVE_DIR = "recognize_digits.inference.model"
 MODEL_PREFIX = "model"  # the saved files are model.json and model.pdiparams
 TEST_BATCH_SIZE = 1000  # larger test batches only speed up the test pass
-# Paddle's cross entropy clips log(0), so a run that blows up shows a cost stuck far
-# above the 2.3 of guessing uniformly rather than inf; 20 batches above this stop it.
-DIVERGED_COST = 10 * np.log(10)
 
 
 @dataclass
@@ -269,8 +266,7 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
                 cost, acc = exe.run(programs.main, feed={"img": x, "label": y},
                                     fetch_list=[programs.avg_cost, programs.acc])
                 costs.append(float(cost)), accs.append(float(acc)), sizes.append(len(x))
-                if not np.isfinite(costs[-1]) or (
-                        len(costs) >= 20 and np.mean(costs[-20:]) > DIVERGED_COST > costs[0]):
+                if diverged(costs):
                     best = metrics["best_pass"]
                     kept = (f"the model of pass {best} stays in {save_dir}" if best is not None
                             else "nothing was saved")
@@ -305,6 +301,17 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     log(f"The classification accuracy is {100 * best['test_acc']:.2f}%"
         + (" (on the bundled sample)" if data.is_sample else ""))
     return metrics
+
+
+def diverged(costs):
+    """Whether a pass's batch costs so far show a run that blew up.
+
+    A cost that is not finite, or the last 20 averaging over ten times the 2.3 of
+    guessing uniformly: Paddle's cross entropy clips log(0), so a run that blows up
+    shows a cost stuck far above guessing rather than inf.
+    """
+    return not np.isfinite(costs[-1]) or (
+        len(costs) >= 20 and np.mean(costs[-20:]) > 10 * np.log(10) > costs[0])
 
 
 class StopOnCtrlC:
