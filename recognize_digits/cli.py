@@ -65,6 +65,8 @@ def build_parser():
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--json", action="store_true", help="print JSON with all 10 probabilities")
+    p.add_argument("--no-preprocess", dest="preprocess", action="store_false",
+                   help="only resize each image to 28x28 instead of making it MNIST-style")
     _speed_options(p)
     p.set_defaults(func=_predict)
 
@@ -133,13 +135,15 @@ def _predict(args):
     from .infer import InferenceModel, load_image
 
     model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
-    digits, probs = model.predict(np.concatenate([load_image(path) for path in args.images]))
+    digits, probs = model.predict(np.concatenate(
+        [load_image(path, preprocess=args.preprocess) for path in args.images]))
     if args.json:
         print(json.dumps([{"image": path, "digit": int(d), "probabilities": p.tolist()}
                           for path, d, p in zip(args.images, digits, probs)], indent=1))
         return
     for path, d, p in zip(args.images, digits, probs):
-        print(f"{path}: {d} (probability {p[d]:.4f})")
+        runners_up = ", ".join(f"{k} ({p[k]:.4f})" for k in np.argsort(-p)[1:3])
+        print(f"{path}: {d} (probability {p[d]:.4f}; then {runners_up})")
 
 
 def _download(args):

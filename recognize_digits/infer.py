@@ -9,6 +9,7 @@ from PIL import Image, ImageOps
 
 from .data import batches, normalize
 from .errors import ImageError, ModelError
+from .preprocess import WORK_SIDE, mnist_style
 from .train import MODEL_PREFIX, TEST_BATCH_SIZE, available_cores, check_positive, select_place
 
 
@@ -16,12 +17,15 @@ MIN_SIDE = 8  # smaller images cannot hold a recognisable digit
 MAX_PIXELS = 50_000_000  # larger ones would take gigabytes to decode: refused up front
 
 
-def load_image(path):
+def load_image(path, preprocess=True):
     """An image file as the model's input: grayscale, 28x28, in [-1, 1], ``[1, 1, 28, 28]``.
 
     Any format Pillow reads: EXIF rotation is applied, the first frame of an animation is
     taken, 16-bit images are scaled to 8 bits and transparent ones are laid on white.
-    Like MNIST, the digit should be light on a dark background.
+    ``preprocess`` makes the digit look like an MNIST digit first (see
+    :func:`~recognize_digits.preprocess.mnist_style`: light on dark, cropped, fitted to
+    20x20, centred by mass); ``preprocess=False`` only resizes the image to 28x28, as the
+    chapter did, which suits images that are MNIST-like already.
     """
     path = Path(path)
     if path.is_dir():
@@ -40,7 +44,7 @@ def load_image(path):
             if min(width, height) < MIN_SIDE:
                 raise ImageError(f"{path}: {width}x{height} pixels is too small to hold a "
                                  f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}")
-            im.draft("L", (4 * 28, 4 * 28))  # JPEG: decode at a fraction of the size
+            im.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a fraction of the size
             gray = _grayscale(ImageOps.exif_transpose(im))
     except ImageError:
         raise
@@ -50,7 +54,12 @@ def load_image(path):
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: cannot read it as an image ({e}); is it a complete "
                          f"PNG, JPEG or other picture?") from None
-    return normalize(np.asarray(gray.resize((28, 28), Image.LANCZOS)))
+    if not preprocess:
+        return normalize(np.asarray(gray.resize((28, 28), Image.LANCZOS)))
+    try:
+        return normalize(mnist_style(np.asarray(gray)))
+    except ImageError as e:
+        raise ImageError(f"{path}: {e}") from None
 
 
 def _grayscale(im):

@@ -92,7 +92,7 @@ def test_transparency_is_laid_on_white(tmp_path):
     rgba[..., :3] = np.random.default_rng(1).integers(0, 256, (28, 28, 3))  # junk under alpha 0
     rgba[10:18, 10:18] = [0, 0, 0, 255]  # an opaque black square
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    x = load_image(tmp_path / "rgba.png")[0, 0]
+    x = load_image(tmp_path / "rgba.png", preprocess=False)[0, 0]
     assert x[0, 0] == 1.0 and x[14, 14] == -1.0  # white background, black ink
 
 

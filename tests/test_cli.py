@@ -63,6 +63,7 @@ def test_predict_text_and_json(cli_model, sample, tmp_path):
     proc = run("predict", INFER_3, INFER_3, "--model-dir", cli_model[0])
     lines = proc.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"{INFER_3}: 3 (probability ")
+    assert lines[0].count("; then ") == 1 and lines[0].count("(") == 3  # the next two digits
 
     proc = run("predict", INFER_3, "--model-dir", cli_model[0], "--json")
     [result] = json.loads(proc.stdout)
