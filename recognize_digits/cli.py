@@ -4,11 +4,12 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 from . import data as data_module
 from .errors import RecognizeDigitsError
 from .models import MODELS
-from .train import DEFAULT_SAVE_DIR, StepEvent
+from .train import DEFAULT_SAVE_DIR, PassEvent, StepEvent
 
 
 def _data_options(parser):
@@ -55,9 +56,23 @@ def build_parser():
     _speed_options(p)
     p.set_defaults(func=_train)
 
+    p = commands.add_parser("compare", help="train the three models alike and compare them")
+    p.add_argument("--epochs", type=int, default=5, help="passes over the training set (default: 5)")
+    p.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    p.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate (default: 0.001)")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    _data_options(p)
+    p.add_argument("--out", default="compare", help="folder for the table, the figure and "
+                   "the three models (default: compare)")
+    p.add_argument("--seed", type=int, default=0, help="the same for all three (default: 0)")
+    _speed_options(p)
+    p.set_defaults(func=_compare)
+
     p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model")
     p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     _data_options(p)
+    p.add_argument("--report", metavar="DIR", help="also write per-class accuracy, the "
+                   "confusion matrix and a gallery of the most confident mistakes into DIR")
     _speed_options(p)
     p.set_defaults(func=_evaluate)
 
@@ -76,30 +91,20 @@ def build_parser():
     return parser
 
 
-def _train(args):
+def _progress(steps, then=None):
+    """An event handler: a progress bar through each pass of ``steps`` batches, a line of
+    results after it; ``then(event)`` is called with every event too."""
     from tqdm import tqdm
 
-    from .train import train
-
-    data = data_module.load_mnist(args.data_dir, args.sample)
-    if not args.resume:
-        tqdm.write(f"Training {args.model} on {data.source}")
-    curves = None
-    if args.plot:
-        from .plot import CostCurves
-
-        curves = CostCurves(f"{args.model} on {'the MNIST sample' if data.is_sample else 'MNIST'}")
-        curves.check_path(args.plot)
     bar = None
 
     def show(event):
         nonlocal bar
-        if curves:
-            curves(event)
+        if then:
+            then(event)
         if isinstance(event, StepEvent):
             if bar is None:
-                bar = tqdm(total=math.ceil(len(data.train_images) / args.batch_size),
-                           desc=f"Pass {event.pass_id}", unit="batch", disable=None)
+                bar = tqdm(total=steps, desc=f"Pass {event.pass_id}", unit="batch", disable=None)
             bar.update()
             if event.batch_id % 50 == 0:
                 bar.set_postfix(cost=f"{event.cost:.4f}")
@@ -109,24 +114,76 @@ def _train(args):
         tqdm.write(f"Pass {event.pass_id}: train cost {event.train_cost:.4f}, test cost "
                    f"{event.test_cost:.4f}, test accuracy {100 * event.test_acc:.2f}% "
                    f"({event.seconds:.1f} s)")
-        if curves:
-            curves.save(args.plot)
+    return show
+
+
+def _train(args):
+    from tqdm import tqdm
+
+    from .train import check_positive, train
+
+    check_positive(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr)
+    data = data_module.load_mnist(args.data_dir, args.sample)
+    if not args.resume:
+        tqdm.write(f"Training {args.model} on {data.source}")
+    draw = None
+    if args.plot:
+        from .plot import CostCurves
+
+        curves = CostCurves(f"{args.model} on {'the MNIST sample' if data.is_sample else 'MNIST'}")
+        curves.check_path(args.plot)
+
+        def draw(event):
+            curves(event)
+            if isinstance(event, PassEvent):
+                curves.save(args.plot)
 
     train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
-          save_dir=args.save_dir, seed=args.seed, event_handler=show, log=tqdm.write,
-          onednn=args.onednn, threads=args.threads, resume=args.resume)
+          save_dir=args.save_dir, seed=args.seed, log=tqdm.write, onednn=args.onednn,
+          event_handler=_progress(math.ceil(len(data.train_images) / args.batch_size), draw),
+          threads=args.threads, resume=args.resume)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
-               + (f" and the cost curves in {args.plot}" if curves else ""))
+               + (f" and the cost curves in {args.plot}" if draw else ""))
+
+
+def _compare(args):
+    from tqdm import tqdm
+
+    from .plot import comparison_table, plot_accuracy
+    from .storage import replace_file
+    from .train import check_positive, train
+
+    check_positive(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr)
+    data = data_module.load_mnist(args.data_dir, args.sample)
+    out, runs = Path(args.out), {}
+    for name in MODELS:
+        tqdm.write(f"Training {name} on {data.source}")
+        runs[name] = train(name, args.epochs, args.batch_size, args.lr, args.device, data=data,
+                           save_dir=out / name, seed=args.seed, log=tqdm.write,
+                           event_handler=_progress(math.ceil(len(data.train_images) / args.batch_size)),
+                           onednn=args.onednn, threads=args.threads)
+    table = (f"Data: {data.source}; {args.epochs} passes, batch {args.batch_size}, Adam "
+             f"{args.lr}, seed {args.seed}.\n\n" + comparison_table(runs))
+    replace_file(out / "compare.md", lambda tmp: Path(tmp).write_text(table + "\n"))
+    replace_file(out / "accuracy.png", lambda tmp: plot_accuracy(runs).savefig(tmp, dpi=100))
+    print(table)
+    print(f"Wrote compare.md and accuracy.png in {out}; the models are in {out}/<model>")
 
 
 def _evaluate(args):
-    from .infer import InferenceModel, evaluate
+    from .infer import InferenceModel, evaluate, predict_all
 
     model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
     data = data_module.load_mnist(args.data_dir, args.sample)
-    cost, acc = evaluate(model, data.test_images, data.test_labels)
+    probs = predict_all(model, data.test_images)
+    cost, acc = evaluate(model, data.test_images, data.test_labels, probs)
     print(f"Test cost {cost:.4f}, accuracy {100 * acc:.2f}% on {len(data.test_images)} "
           f"test images from {data.source}")
+    if args.report:
+        from .plot import write_report
+
+        print(write_report(args.report, data.test_images, data.test_labels, probs))
+        print(f"Wrote report.json, confusion.png and mistakes.png in {args.report}")
 
 
 def _predict(args):

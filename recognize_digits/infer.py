@@ -153,12 +153,21 @@ def _input_shape(prefix):
             if op.name() == "pd_op.data"][0]
 
 
-def evaluate(model, images, labels):
+def predict_all(model, images):
+    """Probabilities ``float32 [N, 10]`` for uint8 ``images``, in batches."""
+    return np.concatenate([model.predict(x)[1] for x, _ in
+                           batches(images, np.zeros(len(images), np.int64), TEST_BATCH_SIZE)])
+
+
+def evaluate(model, images, labels, probs=None):
     """Mean cross-entropy cost and accuracy of ``model`` on uint8 ``images``."""
-    cost = correct = 0.0
-    for x, y in batches(images, labels, TEST_BATCH_SIZE):
-        digits, probs = model.predict(x)
-        y = y.ravel()
-        cost -= np.log(np.maximum(probs[np.arange(len(y)), y], 1e-30)).sum()
-        correct += (digits == y).sum()
-    return float(cost / len(images)), float(correct / len(images))
+    probs = predict_all(model, images) if probs is None else probs
+    cost = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30)).mean()
+    return float(cost), float((probs.argmax(axis=1) == labels).mean())
+
+
+def confusion_matrix(labels, digits):
+    """``int [10, 10]``: row = true digit, column = predicted digit."""
+    confusion = np.zeros((10, 10), np.int64)
+    np.add.at(confusion, (labels, digits), 1)
+    return confusion

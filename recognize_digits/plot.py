@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .errors import ConfigError
-from .storage import replace_file
+from .storage import replace_file, write_json
 from .train import PassEvent, StepEvent
 
 
@@ -154,3 +154,55 @@ def comparison_table(runs):
                      f"{100 * best['test_acc']:.2f}% | {best['test_cost']:.4f} | "
                      f"{m['parameters']:,} | {seconds:.1f} |")
     return "\n".join(lines)
+
+
+def plot_confusion(confusion):
+    """The confusion matrix as a picture: true digits down, predictions across."""
+    fig = Figure(figsize=(5.2, 4.6))
+    ax = fig.add_subplot()
+    shown = ax.imshow(np.log1p(confusion), cmap="Blues")
+    for (true, pred), n in np.ndenumerate(confusion):
+        if n:
+            ax.text(pred, true, str(n), ha="center", va="center", fontsize=7,
+                    color="white" if n > confusion.max() / 4 else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title("confusion matrix (counts)")
+    fig.colorbar(shown, ax=ax, label="log(1 + count)")
+    fig.tight_layout()
+    return fig
+
+
+def write_report(folder, images, labels, probs, mistakes=24):
+    """Per-class accuracy, the confusion matrix and the most confident mistakes, as
+    ``report.json``, ``confusion.png`` and ``mistakes.png`` in ``folder``; returns the
+    text tables."""
+    from .infer import confusion_matrix
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    digits = probs.argmax(axis=1)
+    confusion = confusion_matrix(labels, digits)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    wrong = np.flatnonzero(digits != labels)
+    worst = wrong[np.argsort(-probs[wrong, digits[wrong]])][:mistakes]
+    write_json(folder / "report.json", {
+        "images": len(labels), "accuracy": float((digits == labels).mean()),
+        "per_class_accuracy": {str(d): float(a) for d, a in enumerate(per_class)},
+        "confusion": confusion.tolist(),
+        "most_confident_mistakes": [{"index": int(i), "true": int(labels[i]),
+                                     "predicted": int(digits[i]),
+                                     "probability": float(probs[i, digits[i]])} for i in worst]})
+    replace_file(folder / "confusion.png",
+                 lambda tmp: plot_confusion(confusion).savefig(tmp, dpi=100))
+    if len(worst):
+        gallery = plot_digits(images[worst], labels[worst], columns=8, predictions=[
+            f"{digits[i]} {probs[i, digits[i]]:.2f}" for i in worst])
+        replace_file(folder / "mistakes.png", lambda tmp: gallery.savefig(tmp, dpi=100))
+    rows = [f"{'digit':>17} " + " ".join(f"{d:>5}" for d in range(10)),
+            f"{'accuracy (%)':>17} " + " ".join(f"{100 * a:5.1f}" for a in per_class),
+            "", "true \\ predicted " + " ".join(f"{d:>5}" for d in range(10))]
+    rows += [f"{t:>17} " + " ".join(f"{n:>5}" for n in row) for t, row in enumerate(confusion)]
+    return "\n".join(rows)

@@ -103,3 +103,37 @@ def test_download_command(tmp_path, monkeypatch, file_server, capsys):
     assert len(list((tmp_path / "cache").iterdir())) == 4
     # a second call finds it without downloading
     assert cli.main(["download", "--mirror", "http://127.0.0.1:9/"]) == 0
+
+
+def test_evaluate_report(cli_model, sample, tmp_path):
+    from PIL import Image
+
+    proc = run("evaluate", "--model-dir", cli_model[0], "--sample", "--report", tmp_path / "r")
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    confusion = report["confusion"]
+    assert len(confusion) == 10 and sum(map(sum, confusion)) == 1000
+    assert [sum(row) for row in confusion] == [int((sample.test_labels == d).sum()) for d in range(10)]
+    wrong = 1000 - sum(confusion[d][d] for d in range(10))
+    assert report["accuracy"] == pytest.approx(1 - wrong / 1000)
+    mistakes = report["most_confident_mistakes"]
+    assert len(mistakes) == min(24, wrong) and all(m["true"] != m["predicted"] for m in mistakes)
+    assert [m["probability"] for m in mistakes] == sorted((m["probability"] for m in mistakes),
+                                                          reverse=True)
+    for name in ("confusion.png", "mistakes.png"):
+        with Image.open(tmp_path / "r" / name) as im:
+            assert im.format == "PNG" and im.width > 300
+    assert "accuracy (%)" in proc.stdout and "true \\ predicted" in proc.stdout
+
+
+def test_compare(tmp_path):
+    from PIL import Image
+
+    proc = run("compare", "--sample", "--epochs", "1", "--out", tmp_path / "cmp")
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "sample" in table and table in proc.stdout + "\n"
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "%" in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| softmax", "| mlp", "| cnn"]
+    with Image.open(tmp_path / "cmp" / "accuracy.png") as im:
+        assert im.format == "PNG"
+    for name in ("softmax", "mlp", "cnn"):
+        assert (tmp_path / "cmp" / name / "model.json").is_file()
