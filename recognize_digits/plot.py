@@ -175,6 +175,38 @@ def plot_confusion(confusion):
     return fig
 
 
+def most_confident_mistakes(labels, probs, count=24):
+    """Indices of the wrong answers, the most confident first."""
+    digits = probs.argmax(axis=1)
+    wrong = np.flatnonzero(digits != labels)
+    return wrong[np.argsort(-probs[wrong, digits[wrong]])][:count]
+
+
+def plot_mistakes(images, labels, probs, count=24):
+    """The most confident mistakes, titled true→predicted and the probability given."""
+    worst = most_confident_mistakes(labels, probs, count)
+    digits = probs.argmax(axis=1)
+    return plot_digits(images[worst], labels[worst], columns=8, predictions=[
+        f"{digits[i]} {probs[i, digits[i]]:.2f}" for i in worst])
+
+
+def plot_preprocessing(gray):
+    """What :func:`~recognize_digits.preprocess.mnist_style` does to an image, step by step."""
+    from .preprocess import mnist_style_steps
+
+    steps = mnist_style_steps(gray)
+    fig = Figure(figsize=(2.3 * len(steps), 2.6))
+    for i, (title, image) in enumerate(steps):
+        ax = fig.add_subplot(1, len(steps), i + 1)
+        ax.imshow(image, cmap="gray")
+        ax.set_title(title, fontsize=8, wrap=True)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"{image.shape[1]}x{image.shape[0]}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def write_report(folder, images, labels, probs, mistakes=24):
     """Per-class accuracy, the confusion matrix and the most confident mistakes, as
     ``report.json``, ``confusion.png`` and ``mistakes.png`` in ``folder``; returns the
@@ -186,8 +218,7 @@ def write_report(folder, images, labels, probs, mistakes=24):
     digits = probs.argmax(axis=1)
     confusion = confusion_matrix(labels, digits)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
-    wrong = np.flatnonzero(digits != labels)
-    worst = wrong[np.argsort(-probs[wrong, digits[wrong]])][:mistakes]
+    worst = most_confident_mistakes(labels, probs, mistakes)
     write_json(folder / "report.json", {
         "images": len(labels), "accuracy": float((digits == labels).mean()),
         "per_class_accuracy": {str(d): float(a) for d, a in enumerate(per_class)},
@@ -198,9 +229,8 @@ def write_report(folder, images, labels, probs, mistakes=24):
     replace_file(folder / "confusion.png",
                  lambda tmp: plot_confusion(confusion).savefig(tmp, dpi=100))
     if len(worst):
-        gallery = plot_digits(images[worst], labels[worst], columns=8, predictions=[
-            f"{digits[i]} {probs[i, digits[i]]:.2f}" for i in worst])
-        replace_file(folder / "mistakes.png", lambda tmp: gallery.savefig(tmp, dpi=100))
+        replace_file(folder / "mistakes.png", lambda tmp: plot_mistakes(
+            images, labels, probs, mistakes).savefig(tmp, dpi=100))
     rows = [f"{'digit':>17} " + " ".join(f"{d:>5}" for d in range(10)),
             f"{'accuracy (%)':>17} " + " ".join(f"{100 * a:5.1f}" for a in per_class),
             "", "true \\ predicted " + " ".join(f"{d:>5}" for d in range(10))]

@@ -22,14 +22,23 @@ def mnist_style(gray):
     Raises :class:`ImageError` when the image holds no ink at all. A 28x28 image that
     already is MNIST-style (dark border) is returned unchanged.
     """
+    return mnist_style_steps(gray)[-1][1]
+
+
+def mnist_style_steps(gray):
+    """:func:`mnist_style`, step by step: a list of (what was done, image) pairs."""
     gray = np.asarray(gray, np.uint8)
+    steps = [("as given", gray)]
     if gray.shape == (SIDE, SIDE) and _border(gray).mean() < 0.1 * 255:
-        return gray
-    ink = _ink(_reduce(gray))
-    if ink.max() <= 0:
+        return steps + [("already MNIST-style", gray)]
+    steps.append(("ink on black, background and noise removed", _ink(_reduce(gray))))
+    if steps[-1][1].max() <= 0:
         raise ImageError("no digit found: the image is blank (no ink stands out from "
                          "its background)")
-    return _centre(_fit(_crop(ink)))
+    steps.append(("cropped to the ink", _crop(steps[-1][1])))
+    steps.append(("fitted to 20x20", _fit(steps[-1][1])))
+    steps.append(("centred by mass in 28x28", _centre(steps[-1][1])))
+    return steps
 
 
 def _border(x):
@@ -68,7 +77,7 @@ def _background(x, cells=8):
     h, w = x.shape
     ys = np.linspace(0, h, cells + 1).astype(int)
     xs = np.linspace(0, w, cells + 1).astype(int)
-    grid = np.array([[np.percentile(x[ys[i]:max(ys[i + 1], ys[i] + 1), xs[j]:max(xs[j + 1], xs[j] + 1)], 10)
+    grid = np.array([[np.percentile(x[ys[i]:max(ys[i + 1], ys[i] + 1), xs[j]:max(xs[j + 1], xs[j] + 1)], 2)
                       for j in range(cells)] for i in range(cells)], np.float32)
     return np.asarray(Image.fromarray(grid, "F").resize((w, h), Image.BILINEAR))
 
