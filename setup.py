@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["recognize_digits", "recognize_digits.*"]),
-    package_data={"recognize_digits": ["sample/*.gz", "sample/README.md"]},
+    package_data={"recognize_digits": ["sample/*.gz", "sample/README.md", "static/*.html"]},
     install_requires=[
         "paddlepaddle>=3.0",
         "numpy",
@@ -18,7 +18,7 @@ setup(
     ],
     extras_require={
         "notebook": ["jupyterlab", "ipykernel"],
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "playwright"],
     },
     entry_points={"console_scripts": ["recognize-digits=recognize_digits.cli:main"]},
 )

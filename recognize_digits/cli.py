@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import data as data_module
-from .errors import RecognizeDigitsError
+from .errors import ConfigError, RecognizeDigitsError
 from .models import MODELS
 from .train import DEFAULT_SAVE_DIR, PassEvent, StepEvent
 
@@ -84,6 +84,12 @@ def build_parser():
                    help="only resize each image to 28x28 instead of making it MNIST-style")
     _speed_options(p)
     p.set_defaults(func=_predict)
+
+    p = commands.add_parser("serve", help="a local web page to draw digits on")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
+    p.set_defaults(func=_serve)
 
     p = commands.add_parser("download", help="download MNIST into Paddle's cache")
     p.add_argument("--mirror", default=data_module.MIRROR, help="(default: %(default)s)")
@@ -201,6 +207,24 @@ def _predict(args):
     for path, d, p in zip(args.images, digits, probs):
         runners_up = ", ".join(f"{k} ({p[k]:.4f})" for k in np.argsort(-p)[1:3])
         print(f"{path}: {d} (probability {p[d]:.4f}; then {runners_up})")
+
+
+def _serve(args):
+    from .serve import make_server
+
+    try:
+        server = make_server(args.model_dir, args.host, args.port)
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); "
+                          f"choose another --port") from None
+    host, port = server.server_address[:2]
+    print(f"Draw a digit at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _download(args):

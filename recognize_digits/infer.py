@@ -18,7 +18,7 @@ MAX_PIXELS = 50_000_000  # larger ones would take gigabytes to decode: refused u
 
 
 def load_image(path, preprocess=True):
-    """An image file as the model's input: grayscale, 28x28, in [-1, 1], ``[1, 1, 28, 28]``.
+    """An image file (a path or an open binary file) as the model's input: grayscale, 28x28, in [-1, 1], ``[1, 1, 28, 28]``.
 
     Any format Pillow reads: EXIF rotation is applied, the first frame of an animation is
     taken, 16-bit images are scaled to 8 bits and transparent ones are laid on white.
@@ -27,11 +27,14 @@ def load_image(path, preprocess=True):
     20x20, centred by mass); ``preprocess=False`` only resizes the image to 28x28, as the
     chapter did, which suits images that are MNIST-like already.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image; name an image file")
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+    if hasattr(path, "read"):  # an open binary file, such as an upload
+        name = getattr(path, "name", "the image")
+    else:
+        path = name = Path(path)
+        if path.is_dir():
+            raise ImageError(f"{path}: is a folder, not an image; name an image file")
+        if not path.is_file():
+            raise ImageError(f"{path}: no such file")
     try:
         with warnings.catch_warnings():  # the size is checked below, with a clearer message
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -39,27 +42,27 @@ def load_image(path, preprocess=True):
         with im:
             width, height = im.size
             if width * height > MAX_PIXELS:
-                raise ImageError(f"{path}: {width}x{height} pixels is too large (at most "
+                raise ImageError(f"{name}: {width}x{height} pixels is too large (at most "
                                  f"{MAX_PIXELS:,} pixels); scale it down first")
             if min(width, height) < MIN_SIDE:
-                raise ImageError(f"{path}: {width}x{height} pixels is too small to hold a "
+                raise ImageError(f"{name}: {width}x{height} pixels is too small to hold a "
                                  f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}")
             im.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a fraction of the size
             gray = _grayscale(ImageOps.exif_transpose(im))
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{path}: too large to decode safely (at most {MAX_PIXELS:,} "
+        raise ImageError(f"{name}: too large to decode safely (at most {MAX_PIXELS:,} "
                          f"pixels); scale it down first") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: cannot read it as an image ({e}); is it a complete "
+        raise ImageError(f"{name}: cannot read it as an image ({e}); is it a complete "
                          f"PNG, JPEG or other picture?") from None
     if not preprocess:
         return normalize(np.asarray(gray.resize((28, 28), Image.LANCZOS)))
     try:
         return normalize(mnist_style(np.asarray(gray)))
     except ImageError as e:
-        raise ImageError(f"{path}: {e}") from None
+        raise ImageError(f"{name}: {e}") from None
 
 
 def _grayscale(im):

@@ -1,0 +1,57 @@
+"""End to end in a real headless Chromium: draw a 3 with the mouse, read the answer."""
+
+import shutil
+import threading
+
+import pytest
+
+from recognize_digits.serve import make_server
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                "(.ci/run installs it)")
+
+# A 3 as two strokes on the 280x280 canvas: an upper bow, then a lower one.
+STROKES = [
+    [(80, 60), (120, 40), (170, 45), (195, 75), (185, 110), (150, 135), (125, 140)],
+    [(140, 138), (180, 150), (205, 185), (195, 225), (155, 245), (110, 245), (75, 225)],
+]
+
+
+@pytest.fixture(scope="module")
+def url(trained_cnn):
+    server = make_server(trained_cnn[0], port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://%s:%d/" % server.server_address[:2]
+    server.shutdown()
+    server.server_close()
+
+
+def test_draw_a_3_in_chromium(url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 900, "height": 560})
+        page.goto(url)
+        box = page.locator("#pad").bounding_box()
+        for stroke in STROKES:
+            page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
+            page.mouse.down()
+            for x, y in stroke[1:]:
+                page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+            page.mouse.up()
+        # the page answers after every request; wait until the last drawing is answered
+        page.wait_for_function("document.getElementById('digit').textContent !== ''")
+        page.wait_for_timeout(1500)
+        assert page.locator("#digit").text_content() == "3"
+        assert page.locator("#error").text_content() == ""
+        bars = [page.locator(f"#p{d}").text_content() for d in range(10)]
+        assert all(b.endswith("%") for b in bars)
+        page.screenshot(path=str(tmp_path / "draw.png"))  # as docs/draw.png was made
+        assert (tmp_path / "draw.png").read_bytes()[:4] == b"\x89PNG"
+        page.click("#clear")
+        assert page.locator("#digit").text_content() == ""
+        browser.close()

@@ -1,0 +1,94 @@
+import http.client
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recognize_digits.serve import MAX_BODY, make_server
+
+from conftest import INFER_3
+
+
+@pytest.fixture(scope="module")
+def server(trained_cnn):
+    server = make_server(trained_cnn[0], port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address
+    server.shutdown()
+    server.server_close()
+
+
+def request(address, method, path, body=b"", content_type=None, headers=None):
+    conn = http.client.HTTPConnection(*address, timeout=30)
+    conn.request(method, path, body=body, headers={
+        **({"Content-Type": content_type} if content_type else {}), **(headers or {})})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, response.getheader("Content-Type"), data
+
+
+def drawing(dark_on_light=False):
+    """infer_3.png as if drawn on the page's 280x280 canvas (or on paper), as PNG bytes."""
+    digit = np.asarray(Image.open(INFER_3).resize((280, 280), Image.BILINEAR))
+    png = io.BytesIO()
+    Image.fromarray(255 - digit if dark_on_light else digit).convert("RGBA").save(png, "PNG")
+    return png.getvalue()
+
+
+def test_page(server):
+    status, kind, body = request(server, "GET", "/")
+    assert status == 200 and kind.startswith("text/html")
+    assert b'<canvas id="pad"' in body and b"/predict" in body
+
+
+@pytest.mark.parametrize("dark_on_light", [False, True])
+def test_a_drawn_3_is_recognised(server, dark_on_light):
+    status, kind, body = request(server, "POST", "/predict", drawing(dark_on_light), "image/png")
+    assert status == 200 and kind == "application/json"
+    answer = json.loads(body)
+    assert answer["digit"] == 3
+    assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-4
+    seen = np.array(answer["input"])
+    assert seen.shape == (28, 28) and seen.max() == 255 and seen[0].max() == 0
+
+
+def test_json_pixels(server):
+    pixels = np.asarray(Image.open(INFER_3)).tolist()
+    status, _, body = request(server, "POST", "/predict", json.dumps({"pixels": pixels}).encode(),
+                              "application/json")
+    assert status == 200 and json.loads(body)["digit"] == 3
+
+
+@pytest.mark.parametrize("method, path, body, content_type, status, message", [
+    ("POST", "/predict", b"not a picture", "image/png", 400, "cannot read it as an image"),
+    ("POST", "/predict", b"{}", "text/plain", 415, "send an image"),
+    ("POST", "/predict", b"{pixels: [", "application/json", 400, "malformed JSON"),
+    ("POST", "/predict", b'{"pixels": [1, 2]}', "application/json", 400, "rows of numbers"),
+    ("POST", "/predict", json.dumps({"pixels": [[128] * 50] * 50}).encode(), "application/json",
+     400, "blank"),
+    ("POST", "/nowhere", b"", "image/png", 404, "POST /predict"),
+    ("GET", "/secret", b"", None, 404, "no page"),
+])
+def test_bad_requests_get_a_4xx_with_a_message(server, method, path, body, content_type,
+                                               status, message):
+    got, kind, data = request(server, method, path, body, content_type)
+    assert got == status and kind == "application/json"
+    assert message in json.loads(data)["error"]
+
+
+def test_too_large_is_refused_before_reading(server):
+    conn = http.client.HTTPConnection(*server, timeout=30)
+    conn.putrequest("POST", "/predict")
+    conn.putheader("Content-Type", "image/png")
+    conn.putheader("Content-Length", str(MAX_BODY + 1))
+    conn.endheaders()  # and no body at all: the server must answer without waiting for it
+    response = conn.getresponse()
+    assert response.status == 413 and "at most" in json.loads(response.read())["error"]
+    conn.close()
+    # and the server still answers
+    assert request(server, "POST", "/predict", drawing(), "image/png")[0] == 200
