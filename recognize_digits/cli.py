@@ -9,7 +9,7 @@ from pathlib import Path
 from . import data as data_module
 from .errors import ConfigError, RecognizeDigitsError
 from .models import MODELS
-from .train import DEFAULT_SAVE_DIR, PassEvent, StepEvent
+from .train import DEFAULT_SAVE_DIR, StepEvent
 
 
 def _data_options(parser):
@@ -132,24 +132,18 @@ def _train(args):
     data = data_module.load_mnist(args.data_dir, args.sample)
     if not args.resume:
         tqdm.write(f"Training {args.model} on {data.source}")
-    draw = None
+    curves = None
     if args.plot:
         from .plot import CostCurves
 
-        curves = CostCurves(f"{args.model} on {'the MNIST sample' if data.is_sample else 'MNIST'}")
-        curves.check_path(args.plot)
-
-        def draw(event):
-            curves(event)
-            if isinstance(event, PassEvent):
-                curves.save(args.plot)
-
+        curves = CostCurves(f"{args.model} on {'the MNIST sample' if data.is_sample else 'MNIST'}",
+                            save_to=args.plot)
     train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
           save_dir=args.save_dir, seed=args.seed, log=tqdm.write, onednn=args.onednn,
-          event_handler=_progress(math.ceil(len(data.train_images) / args.batch_size), draw),
+          event_handler=_progress(math.ceil(len(data.train_images) / args.batch_size), curves),
           threads=args.threads, resume=args.resume)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
-               + (f" and the cost curves in {args.plot}" if draw else ""))
+               + (f" and the cost curves in {args.plot}" if curves else ""))
 
 
 def _compare(args):

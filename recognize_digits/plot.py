@@ -64,11 +64,14 @@ class CostCurves:
     """An event handler that records train and test cost against steps and draws them.
 
     ``live=True`` redraws the figure in a running notebook every ``redraw`` steps and
-    after every test pass; :meth:`save` writes it as an image.
+    after every test pass; ``save_to`` (a PNG, SVG or PDF path) writes it there after
+    every pass; :meth:`save` writes it anywhere.
     """
 
-    def __init__(self, title="cost", live=False, redraw=100):
-        self.title, self.live, self.redraw = title, live, redraw
+    def __init__(self, title="cost", live=False, redraw=100, save_to=None):
+        if save_to is not None:
+            self.check_path(save_to)
+        self.title, self.live, self.redraw, self.save_to = title, live, redraw, save_to
         self.steps, self.train_costs, self.test_steps, self.test_costs = [], [], [], []
         self._display = None
 
@@ -83,6 +86,8 @@ class CostCurves:
             self.test_costs.append(event.test_cost)
             if self.live:
                 self.show()
+            if self.save_to is not None:
+                self.save(self.save_to)
 
     def figure(self):
         fig = Figure(figsize=(7, 3.6))
