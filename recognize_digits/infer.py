@@ -148,7 +148,7 @@ def _input_shape(prefix):
     paddle.enable_static()
     try:
         with paddle.static.scope_guard(paddle.static.Scope()):
-            program, feeds, _ = paddle.static.load_inference_model(
+            program, _, _ = paddle.static.load_inference_model(
                 str(prefix), paddle.static.Executor(paddle.CPUPlace()))
     except (RuntimeError, ValueError, OSError):
         return None  # the predictor below says what is wrong
