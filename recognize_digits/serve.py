@@ -10,6 +10,7 @@ saw. Bad requests get a 4xx status and ``{"error": "..."}``.
 import io
 import json
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -22,6 +23,11 @@ from .infer import InferenceModel, load_image
 
 MAX_BODY = 2 * 1024 * 1024  # bytes: a drawing is a few KB, a photo well under this
 MAX_PIXELS_SIDE = 1000  # for JSON pixels
+# A refused body is still read and dropped, up to these bounds, before the connection closes:
+# a client that sends all of it before reading the answer would otherwise get a reset.
+DRAIN_BYTES = 32 * 1024 * 1024
+DRAIN_SECONDS = 5
+DRAIN_IDLE = 1  # seconds without data: the client is not sending a body
 
 
 class BadRequest(Exception):
@@ -85,16 +91,17 @@ def make_handler(recognise):
                 self._error(HTTPStatus.NOT_FOUND, f"no page {self.path}; try / or POST /predict")
 
         def do_POST(self):
-            if self.path != "/predict":
-                return self._error(HTTPStatus.NOT_FOUND, f"no endpoint {self.path}; POST /predict")
             try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                return self._error(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length")
+                length = self._content_length()
+            except BadRequest as e:
+                return self._refuse(e.status, str(e), DRAIN_BYTES)
+            if self.path != "/predict":
+                return self._refuse(HTTPStatus.NOT_FOUND,
+                                    f"no endpoint {self.path}; POST /predict", length)
             if length > MAX_BODY:
-                self.close_connection = True
-                return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                   f"the body is {length:,} bytes; at most {MAX_BODY:,}")
+                return self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                    f"the body is {length:,} bytes; send at most {MAX_BODY:,}",
+                                    length)
             body = self.rfile.read(length)
             content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
             try:
@@ -102,6 +109,40 @@ def make_handler(recognise):
             except BadRequest as e:
                 return self._error(e.status, str(e))
             self._send(HTTPStatus.OK, json.dumps(answer).encode(), "application/json")
+
+        def _content_length(self):
+            """The body's size from its one Content-Length; other framings are refused."""
+            if "Transfer-Encoding" in self.headers:
+                raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length,"
+                                 f" not Transfer-Encoding: {self.headers['Transfer-Encoding']}")
+            values = self.headers.get_all("Content-Length", [])
+            if not values:
+                raise BadRequest(HTTPStatus.LENGTH_REQUIRED,
+                                 "send a Content-Length with the body's size in bytes")
+            if len(values) > 1:
+                raise BadRequest(HTTPStatus.BAD_REQUEST,
+                                 f"send one Content-Length header, not {len(values)}")
+            value = values[0].strip()
+            if not (value.isascii() and value.isdigit()):  # int() would take -1, +1 and 1_0
+                raise BadRequest(HTTPStatus.BAD_REQUEST, f"Content-Length {value!r} is not a "
+                                 "size; send the body's size in bytes")
+            return int(value)
+
+        def _refuse(self, status, message, length):
+            """Answer before reading the body, then drop up to ``length`` bytes of it and close."""
+            self.close_connection = True
+            self._error(status, message)
+            deadline = time.monotonic() + DRAIN_SECONDS
+            left = min(length, DRAIN_BYTES)
+            self.connection.settimeout(DRAIN_IDLE)
+            try:
+                while left > 0 and time.monotonic() < deadline:
+                    chunk = self.rfile.read1(min(left, 64 * 1024))
+                    if not chunk:  # the client closed
+                        break
+                    left -= len(chunk)
+            except OSError:  # idle for DRAIN_IDLE, or the connection broke: nothing to wait for
+                pass
 
         def _error(self, status, message):
             self._send(status, json.dumps({"error": message}).encode(), "application/json")

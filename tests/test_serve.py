@@ -1,7 +1,9 @@
 import http.client
 import io
 import json
+import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -92,3 +94,68 @@ def test_too_large_is_refused_before_reading(server):
     conn.close()
     # and the server still answers
     assert request(server, "POST", "/predict", drawing(), "image/png")[0] == 200
+
+
+def send(address, headers, body=b""):
+    """POST /predict with exactly these headers (none added) and body, sent all before reading."""
+    conn = http.client.HTTPConnection(*address, timeout=30)
+    conn.putrequest("POST", "/predict", skip_accept_encoding=True)
+    for name, value in headers:
+        conn.putheader(name, value)
+    conn.endheaders(body)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, response.getheader("Content-Type"), data
+
+
+def chunked(data, size=64 * 1024):
+    return b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + size]), data[i:i + size])
+                    for i in range(0, len(data), size)) + b"0\r\n\r\n"
+
+
+BIG = b"x" * (5 * 1024 * 1024)  # well over MAX_BODY
+
+
+@pytest.mark.parametrize("headers, body, status, message", [
+    ([("Content-Type", "image/png")], b"", 411, "send a Content-Length"),
+    ([("Content-Length", "-1")], BIG, 400, "not a size"),
+    ([("Content-Length", "abc")], BIG, 400, "not a size"),
+    ([("Content-Length", "+5")], b"12345", 400, "not a size"),
+    ([("Content-Length", "5"), ("Content-Length", str(len(BIG) - 5))], BIG, 400,
+     "one Content-Length"),
+    ([("Transfer-Encoding", "chunked")], chunked(BIG), 411, "not Transfer-Encoding: chunked"),
+    ([("Content-Length", "5"), ("Transfer-Encoding", "chunked")], chunked(BIG), 411,
+     "not Transfer-Encoding"),
+], ids=["missing", "negative", "non-numeric", "plus-sign", "two", "chunked", "chunked+length"])
+def test_a_body_without_one_valid_content_length_is_refused(server, headers, body, status,
+                                                            message):
+    got, kind, data = send(server, [("Content-Type", "image/png"), *headers], body)
+    assert got == status and kind == "application/json"
+    assert message in json.loads(data)["error"]
+
+
+def test_too_large_is_answered_to_a_client_that_sends_it_all_first(server):
+    # http.client sends the whole body before reading: the server must drain it, not reset
+    status, kind, data = request(server, "POST", "/predict", b"x" * (30 * 1024 * 1024),
+                                 "image/png")
+    assert status == 413 and kind == "application/json"
+    assert "at most" in json.loads(data)["error"]
+
+
+def test_slow_uploads_do_not_hold_up_others(server):
+    slow = []
+    for length in (1000, MAX_BODY + 1):  # one still being read, one being drained after a 413
+        sock = socket.create_connection(server)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: %d\r\n\r\nabc" % length)
+        slow.append(sock)
+    try:
+        time.sleep(0.2)
+        slow[1].sendall(b"more")  # keeps the drain going
+        start = time.monotonic()
+        assert request(server, "POST", "/predict", drawing(), "image/png")[0] == 200
+        assert time.monotonic() - start < 2
+    finally:
+        for sock in slow:
+            sock.close()
