@@ -1,5 +1,5 @@
 """Saving without loss: whole folders swapped in one step, files replaced in one step,
-and one writer per save folder at a time."""
+and one writer per save folder at a time, on Linux, macOS and Windows alike."""
 
 import ctypes
 import errno
@@ -14,8 +14,16 @@ from .errors import ConfigError
 
 try:
     import fcntl
-except ImportError:  # not on Windows: there the lock is skipped
+except ImportError:  # Windows
     fcntl = None
+try:
+    import msvcrt
+except ImportError:  # everywhere but Windows
+    msvcrt = None
+
+# Windows locks are mandatory (a locked byte cannot even be read): the lock is taken on a
+# byte past the end of the pid written at the start of the lock file, which stays readable.
+_LOCKED_BYTE = 64
 
 
 def replace_file(path, write):
@@ -45,56 +53,132 @@ def new_folder(target):
 def replace_folder(new, target):
     """Put the folder ``new`` in the place of ``target``, then delete the old one.
 
-    On Linux both are exchanged by one system call, so at every moment ``target`` is
-    either the old complete folder or the new one. Elsewhere, two renames.
+    Where the system swaps two folders in one step (Linux, macOS), ``target`` is at every
+    moment the old complete folder or the new one. Elsewhere two renames: ``target`` to
+    ``.NAME.old``, then ``new`` to ``target``. If the second fails the first is undone; if
+    the process dies between them, :func:`recover_folder` puts the old folder back.
     """
     new, target = Path(new), Path(target)
+    recover_folder(target)
     if not target.exists():
         os.rename(new, target)
         return
-    if not _exchange(new, target):
-        old = new.with_name(new.name + ".old")
-        os.rename(target, old)
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)
+        return
+    old = _old(target)
+    os.rename(target, old)
+    try:
         os.rename(new, target)
-        new = old
-    shutil.rmtree(new, ignore_errors=True)
+    except BaseException:  # also Ctrl-C in a notebook, which lives on afterwards
+        if not target.exists():
+            os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_folder(target):
+    """Finish a two-rename :func:`replace_folder` cut short by a crash: the old folder goes
+    back in place if the new one never got there, and is deleted if it did."""
+    target = Path(target)
+    old = _old(target)
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(old, target)
+
+
+def _old(target):
+    return target.with_name(f".{target.name}.old")
+
+
+def _swap_function():
+    """The C library's one-step swap of two paths, as ``f(a, b) -> 0 or -1``; None where
+    there is none (``ctypes.CDLL(None)`` raises TypeError on Windows)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if hasattr(libc, "renameat2"):  # Linux, glibc 2.28+
+            return lambda a, b: libc.renameat2(-100, a, -100, b, 2)  # AT_FDCWD, RENAME_EXCHANGE
+        return lambda a, b, renamex_np=libc.renamex_np: renamex_np(a, b, 2)  # macOS: RENAME_SWAP
+    except (OSError, TypeError, AttributeError):
+        return None
 
 
 def _exchange(a, b):
-    """Swap two paths atomically with renameat2(RENAME_EXCHANGE); False where unsupported."""
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if renameat2 is None:
+    """Swap two paths in one step; False where the system or the file system cannot."""
+    swap = _swap_function()
+    if swap is None:
         return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+    if swap(os.fsencode(a), os.fsencode(b)) == 0:
         return True
     code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
         return False
     raise OSError(code, os.strerror(code), str(b))
+
+
+def carry_over(old_folder, new_folder):
+    """Put into ``new_folder`` every entry of ``old_folder`` it lacks: as hard links, which
+    cost neither time nor space, where they can be made, else as copies (FAT and exFAT, some
+    network drives, and two folders on different file systems cannot be linked)."""
+    old_folder, new_folder = Path(old_folder), Path(new_folder)
+    for entry in old_folder.iterdir() if old_folder.is_dir() else ():
+        target = new_folder / entry.name
+        if target.exists():
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, target, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, target)
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except (OSError, AttributeError):  # AttributeError: no os.link at all
+        shutil.copy2(src, dst)
+    return dst
 
 
 @contextmanager
 def exclusive(folder):
     """Hold ``folder`` for one writer: a second one is refused with a clear error.
 
-    The lock file lies beside the folder (``.NAME.lock``), so swapping the folder
-    itself does not drop it. Leftovers of writers that were killed are removed.
+    The lock file lies beside the folder (``.NAME.lock``), so swapping the folder itself
+    does not drop it: ``flock`` where there is one, ``msvcrt.locking`` on Windows, and
+    nothing where neither exists. Leftovers of writers that were killed are removed, and a
+    swap they cut short is completed.
     """
     folder = Path(folder)
-    lock_path = folder.parent / f".{folder.name}.lock"
-    with open(lock_path, "a+") as lock:
+    with open(folder.parent / f".{folder.name}.lock", "a+") as lock:
+        if not _lock(lock.fileno()):
+            lock.seek(0)
+            raise ConfigError(f"{folder}: another training (pid {lock.read().strip() or '?'}) "
+                              f"is saving there; wait for it or choose another --save-dir")
+        try:
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+            recover_folder(folder)
+            for stale in folder.parent.glob(f".{folder.name}.new-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            yield
+        finally:
+            if fcntl is None and msvcrt is not None:  # closing unlocks only "eventually" there
+                os.lseek(lock.fileno(), _LOCKED_BYTE, os.SEEK_SET)
+                msvcrt.locking(lock.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+def _lock(fd):
+    """Lock the open file ``fd`` without waiting: False if another writer holds it."""
+    try:
         if fcntl is not None:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.seek(0)
-                raise ConfigError(f"{folder}: another training (pid {lock.read().strip() or '?'}) "
-                                  f"is saving there; wait for it or choose another --save-dir") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
-        for stale in folder.parent.glob(f".{folder.name}.new-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        yield
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        elif msvcrt is not None:
+            os.lseek(fd, _LOCKED_BYTE, os.SEEK_SET)  # msvcrt locks from the current position
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except (BlockingIOError, PermissionError):  # flock: EWOULDBLOCK; msvcrt: EACCES
+        return False
+    return True
