@@ -2,8 +2,9 @@
 
     python benchmarks/accuracy.py --data-dir ../shared/mnist [--seeds 0 1 2] [--models cnn]
 
-Each run is 5 passes, batch 64, Adam 0.001; the accuracy of a run is that of its best
-pass (lowest test cost), as the chapter reports it.
+Each run is 5 passes, batch 64, Adam 0.001. 5,000 training images are held out; the
+pass with the lowest validation cost is the run's model, and its test accuracy is the
+run's accuracy (the test set grades the model, it does not choose it).
 """
 
 import argparse
@@ -15,7 +16,9 @@ from recognize_digits import load_mnist, train
 from recognize_digits.models import MODELS
 
 CHAPTER = {"softmax": 92.34, "mlp": 97.66, "cnn": 99.20}
-TARGET = {"softmax": 91.5, "mlp": 97.3, "cnn": 98.6}
+# (one run, mean of the seeds): the perceptron's is set by what the chapter's [-1, 1]
+# inputs allow (see the README), not by the chapter's figure, which another network gave.
+FLOOR = {"softmax": (91.5, 91.5), "mlp": (96.8, 97.0), "cnn": (98.6, 98.6)}
 
 
 def main():
@@ -27,10 +30,11 @@ def main():
     args = parser.parse_args()
 
     data = load_mnist(args.data_dir)
-    print(f"data: {data.source}; {args.epochs} passes, batch 64, Adam 0.001; seeds {args.seeds}")
+    print(f"data: {data.source}; {args.epochs} passes, batch 64, Adam 0.001, best pass by "
+          f"validation cost; seeds {args.seeds}")
     rows = []
     for name in args.models:
-        accs, seconds = [], []
+        accs, seconds, best_passes = [], [], []
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as save_dir:
                 start = time.perf_counter()
@@ -38,17 +42,22 @@ def main():
                           event_handler=lambda event: None, log=lambda *a: None)
             best = m["passes"][m["best_pass"]]
             accs.append(100 * best["test_acc"])
+            best_passes.append(m["best_pass"])
             seconds.append((time.perf_counter() - start) / args.epochs)
-            print(f"  {name} seed {seed}: best pass {m['best_pass']}, test accuracy "
+            print(f"  {name} seed {seed}: best pass {m['best_pass']} (validation cost "
+                  f"{best['val_cost']:.4f}, accuracy {100 * best['val_acc']:.2f}%), test accuracy "
                   f"{accs[-1]:.2f}%, {seconds[-1]:.1f} s/pass", flush=True)
-        rows.append((name, accs, statistics.mean(seconds)))
+        rows.append((name, accs, best_passes, statistics.mean(seconds)))
 
-    print("\n| model | test accuracy (best pass of %d) | runs | target | chapter | s/pass |" % args.epochs)
+    print("\n| model | test accuracy, mean (min-max) | best passes | floor: one run / mean "
+          "| chapter | s/pass |")
     print("|---|---|---|---|---|---|")
-    for name, accs, sec in rows:
-        spread = f" (min {min(accs):.2f}, max {max(accs):.2f})" if len(accs) > 1 else ""
-        print(f"| {name} | {statistics.mean(accs):.2f}%{spread} | {len(accs)} | "
-              f">= {TARGET[name]}% | {CHAPTER[name]}% | {sec:.1f} |")
+    for name, accs, best_passes, sec in rows:
+        one, mean = FLOOR[name]
+        ok = min(accs) >= one and statistics.mean(accs) >= mean
+        print(f"| {name} | {statistics.mean(accs):.2f}% ({min(accs):.2f}-{max(accs):.2f}) | "
+              f"{', '.join(map(str, best_passes))} | {one}% / {mean}% {'✓' if ok else '✗'} | "
+              f"{CHAPTER[name]}% | {sec:.1f} |")
 
 
 if __name__ == "__main__":

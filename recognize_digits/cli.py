@@ -2,12 +2,12 @@
 
 import argparse
 import json
-import math
 import sys
+import warnings
 from pathlib import Path
 
 from . import data as data_module
-from .errors import ConfigError, RecognizeDigitsError
+from .errors import ConfigError, FallbackWarning, RecognizeDigitsError
 from .models import MODELS
 from .train import DEFAULT_SAVE_DIR, StepEvent
 
@@ -24,6 +24,19 @@ def _speed_options(parser):
                         help="CPU threads (default: every core this process may use)")
     parser.add_argument("--no-onednn", dest="onednn", action="store_false", default=None,
                         help="use Paddle's plain CPU kernels instead of oneDNN")
+
+
+def _validation_option(parser):
+    parser.add_argument("--validation", type=int, metavar="N",
+                        help="training images held out to choose the best pass (default: 1/12 "
+                        "of them, 5,000 of MNIST's 60,000); 0 trains on all and keeps the last pass")
+
+
+def _port(text):
+    """A TCP port number, 0 (any free port) to 65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 0 to 65535")
+    return int(text)
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,6 +60,7 @@ def build_parser():
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                    help="auto takes the GPU when Paddle has one (default: auto)")
     _data_options(p)
+    _validation_option(p)
     p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--seed", type=int, help="make the run reproducible")
     p.add_argument("--resume", action="store_true", help="continue the training that Ctrl-C "
@@ -62,6 +76,7 @@ def build_parser():
     p.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate (default: 0.001)")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     _data_options(p)
+    _validation_option(p)
     p.add_argument("--out", default="compare", help="folder for the table, the figure and "
                    "the three models (default: compare)")
     p.add_argument("--seed", type=int, default=0, help="the same for all three (default: 0)")
@@ -88,18 +103,25 @@ def build_parser():
     p = commands.add_parser("serve", help="a local web page to draw digits on")
     p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="(default: 8000; 0 picks a free one)")
     p.set_defaults(func=_serve)
 
-    p = commands.add_parser("download", help="download MNIST into Paddle's cache")
-    p.add_argument("--mirror", default=data_module.MIRROR, help="(default: %(default)s)")
+    p = commands.add_parser(
+        "download", help="download MNIST into Paddle's cache",
+        description="Download the four MNIST gzip files into Paddle's cache, each from the\n"
+        "first mirror that sends it with the right md5; files already there are kept.",
+        epilog="built-in mirrors, tried in this order:\n  " + "\n  ".join(data_module.MIRRORS),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mirror", metavar="URL", action="append",
+                   help="a folder URL holding the four files, tried before the built-in "
+                   "mirrors; may be repeated")
     p.set_defaults(func=_download)
     return parser
 
 
-def _progress(steps, then=None):
-    """An event handler: a progress bar through each pass of ``steps`` batches, a line of
-    results after it; ``then(event)`` is called with every event too."""
+def _progress(then=None):
+    """An event handler: a progress bar through each pass, a line of results after it;
+    ``then(event)`` is called with every event too."""
     from tqdm import tqdm
 
     bar = None
@@ -110,15 +132,19 @@ def _progress(steps, then=None):
             then(event)
         if isinstance(event, StepEvent):
             if bar is None:
-                bar = tqdm(total=steps, desc=f"Pass {event.pass_id}", unit="batch", disable=None)
+                bar = tqdm(total=event.batches, initial=event.batch_id,
+                           desc=f"Pass {event.pass_id}", unit="batch", disable=None)
             bar.update()
             if event.batch_id % 50 == 0:
                 bar.set_postfix(cost=f"{event.cost:.4f}")
             return
-        bar.close()
-        bar = None
-        tqdm.write(f"Pass {event.pass_id}: train cost {event.train_cost:.4f}, test cost "
-                   f"{event.test_cost:.4f}, test accuracy {100 * event.test_acc:.2f}% "
+        if bar is not None:
+            bar.close()
+            bar = None
+        validation = ("" if event.val_cost is None else f"validation cost {event.val_cost:.4f}, "
+                      f"accuracy {100 * event.val_acc:.2f}%; ")
+        tqdm.write(f"Pass {event.pass_id}: train cost {event.train_cost:.4f}; {validation}"
+                   f"test cost {event.test_cost:.4f}, accuracy {100 * event.test_acc:.2f}% "
                    f"({event.seconds:.1f} s)")
     return show
 
@@ -126,22 +152,24 @@ def _progress(steps, then=None):
 def _train(args):
     from tqdm import tqdm
 
-    from .train import check_positive, train
+    from .train import check_positive, read_checkpoint, train
 
     check_positive(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr)
+    # a resumed training goes on with the settings it started with
+    model = read_checkpoint(args.save_dir)["metrics"]["model"] if args.resume else args.model
     data = data_module.load_mnist(args.data_dir, args.sample)
     if not args.resume:
-        tqdm.write(f"Training {args.model} on {data.source}")
+        tqdm.write(f"Training {model} on {data.source}")
     curves = None
     if args.plot:
         from .plot import CostCurves
 
-        curves = CostCurves(f"{args.model} on {'the MNIST sample' if data.is_sample else 'MNIST'}",
+        curves = CostCurves(f"{model} on {'the MNIST sample' if data.is_sample else 'MNIST'}",
                             save_to=args.plot)
     train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
-          save_dir=args.save_dir, seed=args.seed, log=tqdm.write, onednn=args.onednn,
-          event_handler=_progress(math.ceil(len(data.train_images) / args.batch_size), curves),
-          threads=args.threads, resume=args.resume)
+          save_dir=args.save_dir, seed=args.seed, validation=args.validation, log=tqdm.write,
+          onednn=args.onednn, event_handler=_progress(curves), threads=args.threads,
+          resume=args.resume)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
                + (f" and the cost curves in {args.plot}" if curves else ""))
 
@@ -159,9 +187,9 @@ def _compare(args):
     for name in MODELS:
         tqdm.write(f"Training {name} on {data.source}")
         runs[name] = train(name, args.epochs, args.batch_size, args.lr, args.device, data=data,
-                           save_dir=out / name, seed=args.seed, log=tqdm.write,
-                           event_handler=_progress(math.ceil(len(data.train_images) / args.batch_size)),
-                           onednn=args.onednn, threads=args.threads)
+                           save_dir=out / name, seed=args.seed, validation=args.validation,
+                           log=tqdm.write, event_handler=_progress(), onednn=args.onednn,
+                           threads=args.threads)
     table = (f"Data: {data.source}; {args.epochs} passes, batch {args.batch_size}, Adam "
              f"{args.lr}, seed {args.seed}.\n\n" + comparison_table(runs))
     replace_file(out / "compare.md", lambda tmp: Path(tmp).write_text(table + "\n"))
@@ -173,6 +201,8 @@ def _compare(args):
 def _evaluate(args):
     from .infer import InferenceModel, evaluate, predict_all
 
+    if args.report and Path(args.report).exists() and not Path(args.report).is_dir():
+        raise ConfigError(f"{args.report}: is a file, not a folder; choose another --report")
     model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
     data = data_module.load_mnist(args.data_dir, args.sample)
     probs = predict_all(model, data.test_images)
@@ -226,10 +256,23 @@ def _download(args):
     print(f"MNIST is in {folder}")
 
 
+def _one_line_notes(show_warning):
+    """``warnings.showwarning`` that prints the package's fallback notes as one line."""
+    def show(message, category, *args, **kwargs):
+        if issubclass(category, FallbackWarning):
+            print(f"recognize-digits: note: {message}", file=sys.stderr)
+        else:
+            show_warning(message, category, *args, **kwargs)
+    return show
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", FallbackWarning)
+            warnings.showwarning = _one_line_notes(warnings.showwarning)
+            args.func(args)
     except RecognizeDigitsError as e:
         print(f"recognize-digits: {'stopped' if isinstance(e, KeyboardInterrupt) else 'error'}: "
               f"{e}", file=sys.stderr)
@@ -237,4 +280,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("recognize-digits: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a file or folder the checks above could not foresee
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"recognize-digits: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     return 0

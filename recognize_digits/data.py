@@ -2,26 +2,42 @@
 
 The four IDX files are looked for, in order, in an explicit folder, in the folder
 named by ``RECOGNIZE_DIGITS_DATA``, in Paddle's own dataset cache, and otherwise
-downloaded from Paddle's mirror into that cache. A small real sample of MNIST ships
-with the package (``sample=True``) so that everything works offline.
+downloaded into that cache from Paddle's mirror, or from the next mirror when one fails.
+A small real sample of MNIST ships with the package (``sample=True``) so that everything
+works offline.
 """
 
 import gzip
 import hashlib
+import http.client
 import os
-import shutil
+import sys
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .errors import DataError
 
 ENV_VAR = "RECOGNIZE_DIGITS_DATA"
 PADDLE_CACHE = Path("~/.cache/paddle/dataset/mnist")
-MIRROR = "https://dataset.bj.bcebos.com/mnist/"
+# Where the same four gzip files (same md5 sums) are served, tried in this order: Paddle's
+# own mirror (paddle.vision.datasets.MNIST.URL_PREFIX), torchvision's
+# (torchvision.datasets.MNIST.mirrors), TensorFlow's tutorials' (the CVDF mirror,
+# tensorflow/contrib/learn/.../datasets/mnist.py SOURCE_URL), and the original site, which
+# torchvision still lists but which often refuses downloads now.
+MIRRORS = (
+    "https://dataset.bj.bcebos.com/mnist/",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+MIRROR = MIRRORS[0]  # the single mirror of earlier versions; kept for code that names it
+TIMEOUT = 30  # seconds a mirror may stay silent before the next one is tried
 SAMPLE_DIR = Path(__file__).parent / "sample"
 
 # The official gzip files and their md5 sums, as Paddle's downloader checks them.
@@ -32,8 +48,10 @@ FILES = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
-# Pixel value -> float32 in [-1, 1], computed as paddle.dataset.mnist does (x / 255 * 2 - 1).
-_LEVELS = (np.arange(256) / 255.0 * 2.0 - 1.0).astype(np.float32)
+# Pixel value -> float32 in [-1, 1], computed as the chapter's reader (paddle.dataset.mnist)
+# does, step by step in float32: x / 255 * 2 - 1. (In float64 a sixth of the values differ
+# in the last bit.)
+_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255) * np.float32(2) - np.float32(1)
 
 
 @dataclass
@@ -112,8 +130,11 @@ def read_split(folder, split):
     return images, labels.astype(np.int64)
 
 
-def find_data_dir(data_dir=None, download=True, mirror=MIRROR):
-    """The folder holding the four MNIST files, downloading them if needed."""
+def find_data_dir(data_dir=None, download=True, mirror=None):
+    """The folder holding the four MNIST files, downloading them if needed.
+
+    ``mirror`` (a URL, or a list of them) is tried before :data:`MIRRORS`.
+    """
     if data_dir is not None:
         if not _complete(Path(data_dir)):
             raise DataError(f"{data_dir} does not hold the four MNIST files "
@@ -131,7 +152,7 @@ def find_data_dir(data_dir=None, download=True, mirror=MIRROR):
     if not download:
         raise DataError(_no_data_message(cache))
     try:
-        return fetch(cache, mirror)
+        return fetch(cache, _mirrors_from(mirror))
     except OSError as e:
         raise DataError(f"download failed ({e}). " + _no_data_message(cache)) from None
 
@@ -142,30 +163,90 @@ def _no_data_message(cache):
             f"or use the bundled sample with --sample / sample=True")
 
 
-def fetch(folder, mirror=MIRROR, files=None):
-    """Download ``files`` (name -> md5) from ``mirror`` into ``folder``; keep what is there.
+def _mirrors_from(first):
+    """``first`` (None, a URL or a list of URLs) ahead of :data:`MIRRORS`, each once."""
+    first = [first] if isinstance(first, str) else list(first or ())
+    # A folder URL without its final slash would otherwise lose a path segment.
+    return tuple(dict.fromkeys(m if m.endswith("/") else m + "/" for m in [*first, *MIRRORS]))
 
-    Each file is written under a temporary name and renamed only once its md5 matches,
-    so an interrupted or corrupt download never leaves a file under the final name.
+
+def fetch(folder, mirrors=None, files=None, quiet=False):
+    """Download ``files`` (name -> md5) into ``folder``, each from the first of ``mirrors``
+    (default :data:`MIRRORS`; one URL may be given as a string) that sends it intact.
+
+    A file already there with the right md5 is kept. Each download is written under a
+    temporary name and renamed only once its md5 matches, so a failed, interrupted or wrong
+    download never leaves a file under the final name. ``quiet`` hides the progress bars
+    and the notes on failed mirrors.
     """
+    mirrors = (mirrors,) if isinstance(mirrors, str) else tuple(mirrors or MIRRORS)
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     for name, md5 in (files or FILES).items():
         target = folder / name
-        if target.is_file() and _md5(target) == md5:
-            continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+        if not (target.is_file() and _md5(target) == md5):
+            _fetch_one(target, md5, mirrors, quiet)
+    return folder
+
+
+def _fetch_one(target, md5, mirrors, quiet):
+    """Download ``target``'s file from the first mirror that sends it with the right md5."""
+    failures = []
+    for mirror in mirrors:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(mirror + name, timeout=60) as r:
-                shutil.copyfileobj(r, out)
-            if _md5(tmp) != md5:
-                raise DataError(f"{mirror + name}: md5 is {_md5(tmp)}, expected {md5}; "
-                                f"the mirror sent a wrong file, try again later")
+            with os.fdopen(fd, "wb") as out:
+                _download(mirror + target.name, out, md5, quiet)
             os.replace(tmp, target)
+            return
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            # Connection refused, HTTP errors, timeouts, cut-off or wrong files: next mirror.
+            failures.append(f"{mirror}: {_why(e)}")
+            if not quiet and mirror != mirrors[-1]:
+                # Through tqdm, so that the note never lands in the middle of a bar.
+                tqdm.write(f"{target.name}: {failures[-1]}; trying the next mirror",
+                           file=sys.stderr)
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-    return folder
+    raise DataError(f"{target.name}: download failed from every mirror "
+                    f"({'; '.join(failures)}). Try again later, or give the MNIST folder "
+                    f"with --data-dir / data_dir=, or use the bundled sample with "
+                    f"--sample / sample=True")
+
+
+def _download(url, out, md5, quiet):
+    """Copy ``url`` into the open file ``out`` behind a progress bar of its bytes; raise
+    ValueError when what arrived does not have the expected ``md5``."""
+    # disable=None: no bar unless stderr is a terminal, so logs and pipes stay clean.
+    bar = tqdm(desc=url.rsplit("/", 1)[-1], unit="B", unit_scale=True, unit_divisor=1024,
+               disable=True if quiet else None)
+    h = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+            bar.reset(total=int(response.headers.get("Content-Length") or 0) or None)
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                out.write(chunk)
+                h.update(chunk)
+                bar.update(len(chunk))
+        if h.hexdigest() != md5:
+            raise ValueError("wrong file (md5 mismatch)")
+    except BaseException:
+        bar.leave = False  # a failed attempt leaves no half-drawn bar behind
+        raise
+    finally:
+        bar.close()
+
+
+def _why(error):
+    """A few words on why a download failed, fit for a one-line message."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}".rstrip()
+    if isinstance(error, urllib.error.URLError):
+        error = error.reason  # the OSError (refused, unknown host, timed out) or a text
+    if isinstance(error, http.client.IncompleteRead):
+        return "connection closed before the end of the file"
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 def _md5(path):

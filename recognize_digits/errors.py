@@ -27,3 +27,15 @@ class DivergedError(RecognizeDigitsError, ArithmeticError):
 
 class TrainingInterrupted(RecognizeDigitsError, KeyboardInterrupt):
     """Training was stopped by Ctrl-C after saving a checkpoint to resume from."""
+
+
+class FallbackWarning(RuntimeWarning):
+    """A fast path is not available on this Paddle: the plain kernels are used instead."""
+
+
+def one_line(error):
+    """The gist of an exception's message in one line: for Paddle's, the line naming the
+    error, without the C++ stack and the hints below it."""
+    text = str(error).split("Error Message Summary:")[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip().strip("-")]
+    return lines[0] if lines else type(error).__name__

@@ -8,9 +8,10 @@ import paddle
 from PIL import Image, ImageOps
 
 from .data import batches, normalize
-from .errors import ImageError, ModelError
+from .errors import FallbackWarning, ImageError, ModelError, one_line
 from .preprocess import WORK_SIDE, mnist_style
-from .train import MODEL_PREFIX, TEST_BATCH_SIZE, available_cores, check_positive, select_place
+from .speed import available_cores, set_onednn
+from .train import MODEL_PREFIX, TEST_BATCH_SIZE, check_positive, select_place
 
 
 MIN_SIDE = 8  # smaller images cannot hold a recognisable digit
@@ -102,18 +103,32 @@ class InferenceModel:
         if shape is not None and shape != [-1, 1, 28, 28]:
             raise ModelError(f"{model_dir}: the model takes input of shape {shape}, not 28x28 "
                              f"digits [-1, 1, 28, 28]; {train_one}")
-        self.gpu = isinstance(select_place(device), paddle.CUDAPlace)
+        self.gpu = not isinstance(select_place(device), paddle.CPUPlace)
         self.threads, self.onednn = threads or available_cores(), onednn is not False
-        self._predictors = {}
         try:  # load now, and try one blank digit, so that a broken model fails here
-            _, probs = self.predict(np.zeros((1, 1, 28, 28), np.float32))
+            probs = self._try()
         except (RuntimeError, ValueError, OSError) as e:
-            message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise ModelError(f"{model_dir}: the saved model cannot be loaded or run on 28x28 "
-                             f"digits ({message}); {train_one}") from None
+                             f"digits ({one_line(e)}); {train_one}") from None
         if probs.shape != (1, 10):
             raise ModelError(f"{model_dir}: the model answers with shape {list(probs.shape)}, "
                              f"not 10 probabilities per digit; {train_one}")
+
+    def _try(self):
+        """Probabilities of a blank digit, from predictors made afresh; where oneDNN fails
+        on this Paddle but the plain kernels work, from those, with a warning."""
+        blank = np.zeros((1, 1, 28, 28), np.float32)
+        self._predictors = {}
+        if not self.onednn or self.gpu:
+            return self.predict(blank)[1]
+        try:
+            return self.predict(blank)[1]
+        except Exception as e:  # noqa: BLE001 - the plain kernels are tried next
+            self.onednn, self._predictors = False, {}
+            probs = self.predict(blank)[1]  # if this fails too, the model itself is at fault
+            warnings.warn(f"oneDNN does not work for prediction on this Paddle ({one_line(e)}); "
+                          f"predicting on Paddle's plain kernels", FallbackWarning, stacklevel=3)
+            return probs
 
     def _predictor(self, threads):
         """The predictor (and its input and output) running on ``threads`` CPU threads."""
@@ -124,7 +139,7 @@ class InferenceModel:
                 config.enable_use_gpu(256, 0)
             else:
                 config.set_cpu_math_library_num_threads(threads)
-                config.enable_onednn() if self.onednn else config.disable_onednn()
+                set_onednn(config, self.onednn)
             predictor = paddle.inference.create_predictor(config)
             self._predictors[threads] = (
                 predictor, predictor.get_input_handle(predictor.get_input_names()[0]),

@@ -33,7 +33,11 @@ def conv_pool(x, num_filters, filter_size=5, pool_size=2, pool_stride=2):
     ``[1, C, 1, 1]`` bias, but Paddle's CPU kernels add it, and its gradient, far faster.
     """
     conv = nn.Conv2D(x.shape[1], num_filters, filter_size, bias_attr=False)
-    bias = paddle.create_parameter([num_filters, 1, 1], "float32", is_bias=True)
+    # named from the guarded name counter, as layers' parameters are (create_parameter's
+    # own names keep counting across programs, and checkpoints load by name)
+    name = paddle.utils.unique_name.generate("conv_pool_bias")
+    bias = paddle.create_parameter([num_filters, 1, 1], "float32", is_bias=True,
+                                   attr=paddle.ParamAttr(name=name))
     return F.relu(F.max_pool2d(conv(x), pool_size, pool_stride) + bias)
 
 

@@ -61,7 +61,7 @@ def plot_probabilities(probs, title=None):
 
 
 class CostCurves:
-    """An event handler that records train and test cost against steps and draws them.
+    """An event handler that records train, validation and test cost against steps and draws them.
 
     ``live=True`` redraws the figure in a running notebook every ``redraw`` steps and
     after every test pass; ``save_to`` (a PNG, SVG or PDF path) writes it there after
@@ -73,6 +73,7 @@ class CostCurves:
             self.check_path(save_to)
         self.title, self.live, self.redraw, self.save_to = title, live, redraw, save_to
         self.steps, self.train_costs, self.test_steps, self.test_costs = [], [], [], []
+        self.val_costs = []
         self._display = None
 
     def __call__(self, event):
@@ -84,6 +85,7 @@ class CostCurves:
         elif isinstance(event, PassEvent):
             self.test_steps.append(len(self.steps))
             self.test_costs.append(event.test_cost)
+            self.val_costs.append(event.val_cost)
             if self.live:
                 self.show()
             if self.save_to is not None:
@@ -98,7 +100,11 @@ class CostCurves:
             smooth = np.convolve(self.train_costs, np.ones(window) / window, mode="valid")
             ax.plot(self.steps[window - 1:], smooth, color="tab:blue",
                     label=f"train cost (mean of {window} batches)")
-        ax.plot(self.test_steps, self.test_costs, "o-", label="test cost (after each pass)")
+        if any(cost is not None for cost in self.val_costs):
+            ax.plot(self.test_steps, self.val_costs, "s-", color="tab:green",
+                    label="validation cost (after each pass)")
+        ax.plot(self.test_steps, self.test_costs, "o-", color="tab:orange",
+                label="test cost (after each pass)")
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy cost")
         ax.set_yscale("log")
@@ -149,7 +155,8 @@ def plot_accuracy(runs):
 
 
 def comparison_table(runs):
-    """A Markdown table of the best pass of each run: accuracy, cost, parameters, speed."""
+    """A Markdown table of the best pass of each run (chosen on validation): its test
+    accuracy and cost, the parameters, the speed."""
     lines = ["| model | best pass | test accuracy | test cost | parameters | seconds per pass |",
              "|---|---|---|---|---|---|"]
     for name, m in runs.items():

@@ -1,7 +1,9 @@
 """Training: the programs, the optimizer, and the loop with its event handler.
 
-As in the chapter: Adam at 0.001, batches of 64, a test pass after every training
-pass, and the inference model of the best pass (lowest test cost) saved.
+As in the chapter: Adam at 0.001, batches of 64, a test pass after every training pass
+and the inference model of the best pass saved. Unlike the chapter, the best pass is
+chosen on a validation set held out from the training images (the last 1/12 of them:
+5,000 of MNIST's 60,000), so the test set grades the model without having picked it.
 """
 
 import json
@@ -21,7 +23,8 @@ import paddle.nn.functional as F
 from .data import batches, load_mnist
 from .errors import ConfigError, DivergedError, TrainingInterrupted
 from .models import MODELS, count_parameters
-from .storage import exclusive, new_folder, replace_folder, write_json
+from . import speed
+from .storage import carry_over, exclusive, new_folder, recover_folder, replace_folder, write_json
 
 DEFAULT_SAVE_DIR = "recognize_digits.inference.model"
 MODEL_PREFIX = "model"  # the saved files are model.json and model.pdiparams
@@ -36,15 +39,21 @@ class StepEvent:
     batch_id: int
     cost: float
     acc: float
+    batches: int = 0  # batches in this pass
 
 
 @dataclass
 class PassEvent:
-    """Sent to the event handler after every pass, once the test pass has run."""
+    """Sent to the event handler after every pass, once the validation and test passes ran.
+
+    ``val_cost`` and ``val_acc`` are None when no validation set is held out.
+    """
 
     pass_id: int
     train_cost: float
     train_acc: float
+    val_cost: float | None
+    val_acc: float | None
     test_cost: float
     test_acc: float
     seconds: float
@@ -69,15 +78,51 @@ def optimizer_program(learning_rate=0.001):
     return paddle.optimizer.Adam(learning_rate=learning_rate)
 
 
+class Programs:
+    """The training program, its startup program, and a test program sharing its parameters.
+
+    The test program is cloned before the optimizer adds the backward pass and is set to
+    test mode, so batch norm uses its running statistics there. Parameter names are made
+    afresh (``linear_0.w_0``, ...) whatever the process built before, so a checkpoint
+    saved by one training loads into the next, in this process or another.
+    """
+
+    def __init__(self, model="cnn", learning_rate=0.001, seed=None):
+        self.main, self.startup = paddle.static.Program(), paddle.static.Program()
+        if seed is not None:
+            self.main.random_seed = self.startup.random_seed = seed
+        with paddle.static.program_guard(self.main, self.startup), paddle.utils.unique_name.guard():
+            self.predict, [self.avg_cost, self.acc] = train_program(model)
+            mapping = paddle.pir.IrMapping()
+            self.test = self.main.clone(mapping)
+            self.test.set_is_test_attr()
+            optimizer_program(learning_rate).minimize(self.avg_cost)
+        self.test_img = self.test.get_output_value_by_name("img")
+        self.test_predict, self.test_cost, self.test_acc = (
+            mapping.look_up(v) for v in (self.predict, self.avg_cost, self.acc))
+
+
 def check_model(name):
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return name
 
 
-def available_cores():
-    """The cores this process may run on (all of them where affinity is unknown)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+def check_positive(**options):
+    """Refuse any option that is set (not None) but not > 0."""
+    for name, value in options.items():
+        if value is not None and not value > 0:
+            raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {value}")
+
+
+def validation_size(train_count, validation=None):
+    """How many training images to hold out: ``validation``, or 1/12 of them by default."""
+    if validation is None:
+        return train_count // 12
+    if not (isinstance(validation, (int, np.integer)) and 0 <= validation < train_count):
+        raise ConfigError(f"validation must be a whole number of images from 0 to "
+                          f"{train_count - 1}, got {validation}")
+    return int(validation)
 
 
 def select_place(device="auto"):
@@ -91,93 +136,28 @@ def select_place(device="auto"):
     return paddle.CUDAPlace(0) if has_gpu and device != "cpu" else paddle.CPUPlace()
 
 
-class Programs:
-    """The training program, its startup program, and a test program sharing its parameters.
-
-    The test program is cloned before the optimizer adds the backward pass and is set to
-    test mode, so batch norm uses its running statistics there.
-    """
-
-    def __init__(self, model="cnn", learning_rate=0.001, seed=None):
-        self.main, self.startup = paddle.static.Program(), paddle.static.Program()
-        if seed is not None:
-            self.main.random_seed = self.startup.random_seed = seed
-        with paddle.static.program_guard(self.main, self.startup):
-            self.predict, [self.avg_cost, self.acc] = train_program(model)
-            mapping = paddle.pir.IrMapping()
-            self.test = self.main.clone(mapping)
-            self.test.set_is_test_attr()
-            optimizer_program(learning_rate).minimize(self.avg_cost)
-        self.test_img = self.test.get_output_value_by_name("img")
-        self.test_predict, self.test_cost, self.test_acc = (
-            mapping.look_up(v) for v in (self.predict, self.avg_cost, self.acc))
-
-
-_CONV_ATTRS = ("strides", "paddings", "padding_algorithm", "dilations", "groups", "data_format")
-
-
-def _onednn_conv_pattern(grad):
-    """A rewrite of ``pd_op.conv2d`` (or its gradient) into its oneDNN twin."""
-    name = "conv2d_grad" if grad else "conv2d"
-    inputs = ["input", "filter", "dout"] if grad else ["input", "filter"]
-    outputs = ["dx", "dw"] if grad else ["out"]
-    ctx = paddle.pir.DrrPatternContext()
-    src = ctx.SourcePattern()
-    src.Op(f"pd_op.{name}", {a: src.Attr(a) for a in _CONV_ATTRS})(
-        [src.Tensor(t) for t in inputs], [src.Tensor(t) for t in outputs])
-    if grad:
-        # oneDNN's backward always computes the input gradient too: skip the first
-        # convolution, whose input is the image and needs none.
-        src.AddConstraint(lambda match: not match.Tensor("input").stop_gradient)
-    res = src.ResultPattern()
-    attrs = {a: src.Attr(a) for a in _CONV_ATTRS}
-    attrs["is_test"] = res.BoolAttr(False)
-    if not grad:
-        attrs.update(mkldnn_data_type=res.StrAttr("float32"), onednn_data_type=res.StrAttr(""),
-                     force_fp32_output=res.BoolAttr(False))
-    res.Op(f"onednn_op.{name}", attrs)(
-        [res.Tensor(t) for t in inputs], [res.Tensor(t) for t in outputs])
-    return ctx
-
-
-def use_onednn_convolutions(program):
-    """Run the convolutions of a training program on oneDNN, every other op as it was.
-
-    oneDNN's convolutions use all cores and make a LeNet-5 step about twice as fast.
-    Turning oneDNN on for the whole program (``FLAGS_use_mkldnn``) is not an option in
-    Paddle 3.3's PIR training: pool2d_grad crashes, softmax gradients go wrong with the
-    in-place pass, and batch-norm statistics are never updated. Paddle inserts the
-    layout conversions around the rewritten ops itself; the tests check that losses,
-    parameters and batch-norm statistics match the plain kernels. Call it after the
-    executor has run once (that registers the oneDNN dialect) and before ``program`` runs.
-    """
-    passes = paddle.pir.PassManager()
-    for grad in (False, True):
-        passes.register_pass(f"onednn_conv2d{'_grad' if grad else ''}", _onednn_conv_pattern(grad))
-    passes.run(program)
-    names = {op.name() for op in program.global_block().ops}
-    if "" in names or "onednn_op.conv2d" not in names:
-        raise RuntimeError("rewriting the convolutions for oneDNN failed")
-
-
 def check_save_dir(save_dir):
-    """Refuse, before any training, a save directory that cannot hold the model."""
+    """Refuse, before any training, a save folder that cannot hold or be replaced by a model.
+
+    A best pass's model takes the folder's place as a whole (see :mod:`.storage`), so
+    the folder must be one that can be renamed: not the current folder or one above it,
+    not a mount point, in a parent folder that can be written.
+    """
     save_dir = Path(save_dir)
     if save_dir.exists() and not save_dir.is_dir():
         raise ConfigError(f"{save_dir}: is a file, not a folder; choose another --save-dir")
+    here, target = Path.cwd().resolve(), save_dir.resolve()
+    if target == here or target in here.parents or os.path.ismount(target):
+        raise ConfigError(f"{save_dir}: each best pass replaces the save folder as a whole, "
+                          f"so it cannot be the current folder, one above it or a mount point; "
+                          f"choose a folder of its own, such as --save-dir model")
     try:
         save_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=save_dir).close()
+        os.rmdir(tempfile.mkdtemp(dir=target.parent))
     except OSError as e:
         raise ConfigError(f"{save_dir}: cannot write the model there ({e.strerror}); "
                           f"choose another --save-dir") from None
-
-
-def check_positive(**options):
-    """Refuse any option that is set (not None) but not > 0."""
-    for name, value in options.items():
-        if value is not None and not value > 0:
-            raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {value}")
 
 
 def log_every_100(event, log=print):
@@ -185,12 +165,16 @@ def log_every_100(event, log=print):
     if isinstance(event, StepEvent) and event.batch_id % 100 == 0:
         log(f"Pass {event.pass_id}, Batch {event.batch_id}, Cost {event.cost:.6f}")
     elif isinstance(event, PassEvent):
+        validation = ("" if event.val_cost is None else
+                      f" (validation: Cost {event.val_cost:.6f}, Acc {event.val_acc:.4f})")
         log(f"Test with Pass {event.pass_id}, Cost {event.test_cost:.6f}, "
-            f"Acc {event.test_acc:.4f}")
+            f"Acc {event.test_acc:.4f}{validation}")
 
 
 def test(exe, programs, images, labels):
-    """Mean cost and accuracy of the test program over all ``images``."""
+    """Mean cost and accuracy of the test program over all ``images`` (None, None if none)."""
+    if not len(images):
+        return None, None
     cost, correct = 0.0, 0
     for x, y in batches(images, labels, TEST_BATCH_SIZE):
         c, a = exe.run(programs.test, feed={"img": x, "label": y},
@@ -201,105 +185,161 @@ def test(exe, programs, images, labels):
 
 def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="auto",
           data_dir=None, sample=False, data=None, save_dir=DEFAULT_SAVE_DIR, seed=None,
-          event_handler=None, log=print, onednn=None, threads=None, resume=False):
+          validation=None, event_handler=None, log=print, onednn=None, threads=None,
+          resume=False):
     """Train ``model`` and keep the inference model of its best pass in ``save_dir``.
 
     ``data`` (an :class:`~recognize_digits.data.MNIST`) overrides ``data_dir``/``sample``.
-    ``event_handler(event)`` receives a :class:`StepEvent` after each batch and a
-    :class:`PassEvent` after each pass; by default the chapter's log lines are printed.
-    ``onednn`` runs the convolutions on oneDNN (see :func:`use_onednn_convolutions`);
-    by default it does so on the CPU when Paddle is built with oneDNN, on ``threads``
-    threads (default: every core the process may use).
-    Ctrl-C stops training after the current batch and saves a checkpoint (parameters,
-    optimizer state, position and random state) in ``save_dir/checkpoint``;
-    ``resume=True`` continues from it, with the settings it was started with.
-    Returns the metrics also written to ``save_dir/metrics.json``.
+    ``validation`` training images (default 1/12 of them) are held out to choose the
+    best pass by their cost; with ``validation=0`` all are trained on and the last pass
+    is kept. ``event_handler(event)`` receives a :class:`StepEvent` after each batch and
+    a :class:`PassEvent` after each pass; by default the chapter's log lines are printed.
+    ``onednn`` and ``threads`` choose the fast CPU path (see :mod:`.speed`; by default
+    it is used where it works). Ctrl-C stops training after the current batch (or test
+    pass, or save) with a checkpoint in ``save_dir/checkpoint``; ``resume=True``
+    continues from it, with the settings it was started with, exactly as if it had not
+    stopped. Returns the metrics also written to ``save_dir/metrics.json``.
     """
-    state = read_checkpoint(save_dir) if resume else None
+    run = prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads,
+                  data or (data_dir, sample), save_dir, resume)
+    handler = event_handler or (lambda event: log_every_100(event, log))
+    with exclusive(save_dir), paddle.static.scope_guard(paddle.static.Scope()), \
+            StopOnCtrlC() as ctrl_c:
+        start(run, onednn, threads, log)
+        for pass_id in range(run.pass_id, run.epochs):
+            train_cost, train_acc = run_pass(run, pass_id, handler, ctrl_c)
+            val_cost, val_acc = test(run.exe, run.programs, *run.validation)
+            test_cost, test_acc = test(run.exe, run.programs, *run.test)
+            event = PassEvent(pass_id, train_cost, train_acc, val_cost, val_acc,
+                              test_cost, test_acc, time.perf_counter() - run.pass_start)
+            keep_best_pass(run, event)
+            handler(event)
+            if ctrl_c.pressed and pass_id + 1 < run.epochs:  # pressed while testing or saving
+                interrupt(run, pass_id + 1, 0, run.rng.bit_generator.state, [[], [], []])
+    return finish(run, log)
+
+
+SETTINGS = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation")
+
+
+class Run:
+    """One training: its settings, data, programs, metrics, and where it has got to."""
+
+
+def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads, data,
+            save_dir, resume):
+    """Check every setting before any work, load the data and hold out the validation set;
+    on ``resume``, take the settings and the position from the checkpoint."""
+    run, state = Run(), read_checkpoint(save_dir) if resume else None
     if state:
-        model, epochs, batch_size, learning_rate, seed = (
-            state["metrics"][k] for k in ("model", "epochs", "batch_size", "learning_rate", "seed"))
+        model, epochs, batch_size, learning_rate, seed, validation = (
+            state["metrics"][k] for k in SETTINGS)
     check_model(model)
     check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                    threads=threads)
-    place = select_place(device)
+    if seed is not None and not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31):
+        raise ConfigError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
+    run.place = select_place(device)
     check_save_dir(save_dir)
-    data = data or load_mnist(data_dir, sample)
+    data = load_mnist(*data) if isinstance(data, tuple) else data
+    held_out = validation_size(len(data.train_images), validation)
+    split = len(data.train_images) - held_out
+    run.train = data.train_images[:split], data.train_labels[:split]
+    run.validation = data.train_images[split:], data.train_labels[split:]
+    run.test = data.test_images, data.test_labels
+    run.is_sample, run.save_dir = data.is_sample, Path(save_dir)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") >> 1
-    handler = event_handler or (lambda event: log_every_100(event, log))
-
-    paddle.enable_static()
-    paddle.seed(seed)
-    programs = Programs(model, learning_rate, seed)
-    has_conv = any(op.name() == "pd_op.conv2d" for op in programs.main.global_block().ops)
-    if onednn is None:
-        onednn = isinstance(place, paddle.CPUPlace) and paddle.base.core.is_compiled_with_onednn()
-    onednn = bool(onednn and has_conv)
-    exe = paddle.static.Executor(place)
-    scope = paddle.static.Scope()  # a fresh scope: runs in one process never mix parameters
-    rng = np.random.default_rng(seed)
-    metrics = state["metrics"] if state else {
+    run.model, run.epochs, run.batch_size, run.learning_rate, run.seed = (
+        model, epochs, batch_size, learning_rate, seed)
+    run.rng, run.state = np.random.default_rng(seed), state
+    run.metrics = state["metrics"] if state else {
         "model": model, "epochs": epochs, "batch_size": batch_size,
-        "learning_rate": learning_rate, "seed": seed, "device": str(place), "onednn": onednn,
-        "data": data.source, "parameters": count_parameters(programs.test), "passes": [],
-        "best_pass": None}
-    checkpoint = Path(save_dir) / "checkpoint"
-    with exclusive(save_dir), paddle.static.scope_guard(scope), StopOnCtrlC() as ctrl_c:
-        exe.run(programs.startup)
-        if onednn:
-            use_onednn_convolutions(programs.main)
-            paddle.base.core.set_num_threads(threads or available_cores())
-        if state:
-            paddle.static.load(programs.main, str(checkpoint / "train"), exe)
-            rng.bit_generator.state = state["rng"]
-            log(f"Resuming {model} at pass {state['pass_id']}, batch {state['batch_id']}")
-        for pass_id in range(state["pass_id"] if state else 0, epochs):
-            pass_rng = rng.bit_generator.state  # to deal this pass's batches again on resume
-            resumed = state if state and state["pass_id"] == pass_id else None
-            costs, accs, sizes = resumed["partial"] if resumed else ([], [], [])
-            start = time.perf_counter() - (resumed["seconds"] if resumed else 0)
-            for batch_id, (x, y) in enumerate(
-                    batches(data.train_images, data.train_labels, batch_size, True, rng)):
-                if batch_id < len(costs):
-                    continue  # done before the interruption
-                cost, acc = exe.run(programs.main, feed={"img": x, "label": y},
-                                    fetch_list=[programs.avg_cost, programs.acc])
-                costs.append(float(cost)), accs.append(float(acc)), sizes.append(len(x))
-                if diverged(costs):
-                    best = metrics["best_pass"]
-                    kept = (f"the model of pass {best} stays in {save_dir}" if best is not None
-                            else "nothing was saved")
-                    raise DivergedError(
-                        f"training diverged: the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
-                        f"{batch_id}; {kept}. Try a smaller learning rate than {learning_rate}")
-                handler(StepEvent(pass_id, batch_id, costs[-1], accs[-1]))
-                if ctrl_c.pressed:
-                    save_checkpoint(checkpoint, exe, programs, {
-                        "pass_id": pass_id, "batch_id": batch_id + 1, "rng": pass_rng,
-                        "partial": [costs, accs, sizes], "seconds": time.perf_counter() - start,
-                        "metrics": metrics})
-                    raise TrainingInterrupted(
-                        f"stopped at pass {pass_id}, batch {batch_id + 1}; a checkpoint is in "
-                        f"{checkpoint}: continue with 'recognize-digits train --resume "
-                        f"--save-dir {save_dir}' (the same data options)")
-            test_cost, test_acc = test(exe, programs, data.test_images, data.test_labels)
-            event = PassEvent(pass_id, float(np.average(costs, weights=sizes)),
-                              float(np.average(accs, weights=sizes)), test_cost, test_acc,
-                              time.perf_counter() - start)
-            metrics["passes"].append(vars(event))
-            best = metrics["best_pass"]
-            if best is None or test_cost < metrics["passes"][best]["test_cost"]:
-                metrics["best_pass"] = pass_id
-                save_model(save_dir, exe, programs, metrics)
-            else:
-                write_json(Path(save_dir) / "metrics.json", metrics)
-            handler(event)
-    shutil.rmtree(checkpoint, ignore_errors=True)
+        "learning_rate": learning_rate, "seed": seed, "validation": held_out,
+        "chosen_by": "validation cost" if held_out else "last pass",
+        "device": str(run.place), "data": data.source, "passes": [], "best_pass": None}
+    run.pass_id = state["pass_id"] if state else 0
+    return run
+
+
+def start(run, onednn, threads, log):
+    """Build the programs, put them on the fast path where it works, initialise the
+    parameters, and on resume load them (and Adam's moments) from the checkpoint."""
+    paddle.enable_static()
+    paddle.seed(run.seed)
+    run.exe = paddle.static.Executor(run.place)
+    run.programs = Programs(run.model, run.learning_rate, run.seed)
+    has_conv = any(op.name() == "pd_op.conv2d" for op in run.programs.main.global_block().ops)
+    on_cpu = isinstance(run.place, paddle.CPUPlace)
+    fast = has_conv and on_cpu and onednn is not False
+    if fast:
+        failed = speed.speed_up(run.programs, run.exe, threads)
+        if failed:
+            log(f"The oneDNN convolutions do not work on this Paddle ({failed}); training "
+                f"on Paddle's plain kernels instead (--no-onednn skips trying)")
+            run.programs, fast = Programs(run.model, run.learning_rate, run.seed), False
+            run.metrics["onednn_unavailable"] = failed
+    run.metrics["onednn"] = fast
+    if fast:
+        run.metrics.pop("onednn_unavailable", None)  # from before a resume
+    run.metrics["parameters"] = count_parameters(run.programs.test)
+    run.exe.run(run.programs.startup)
+    if run.state:
+        paddle.static.load(run.programs.main, str(run.save_dir / "checkpoint" / "train"), run.exe)
+        run.rng.bit_generator.state = run.state["rng"]
+        log(f"Resuming {run.model} at pass {run.pass_id}, batch {run.state['batch_id']}")
+
+
+def run_pass(run, pass_id, handler, ctrl_c):
+    """Train on every batch of one pass; return the pass's mean cost and accuracy."""
+    pass_rng = run.rng.bit_generator.state  # to deal this pass's batches again on resume
+    resumed = run.state if run.state and run.state["pass_id"] == pass_id else None
+    costs, accs, sizes = resumed["partial"] if resumed else ([], [], [])
+    run.pass_start = time.perf_counter() - (resumed["seconds"] if resumed else 0)
+    images, labels = run.train
+    count = -(-len(images) // run.batch_size)
+    for batch_id, (x, y) in enumerate(batches(images, labels, run.batch_size, True, run.rng)):
+        if batch_id < len(costs):
+            continue  # done before the interruption
+        cost, acc = run.exe.run(run.programs.main, feed={"img": x, "label": y},
+                                fetch_list=[run.programs.avg_cost, run.programs.acc])
+        costs.append(float(cost)), accs.append(float(acc)), sizes.append(len(x))
+        if diverged(costs):
+            best = run.metrics["best_pass"]
+            kept = (f"the model of pass {best} stays in {run.save_dir}" if best is not None
+                    else "nothing was saved")
+            raise DivergedError(
+                f"training diverged: the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
+                f"{batch_id}; {kept}. Try a smaller learning rate than {run.learning_rate}")
+        handler(StepEvent(pass_id, batch_id, costs[-1], accs[-1], count))
+        if ctrl_c.pressed:
+            interrupt(run, pass_id, batch_id + 1, pass_rng, [costs, accs, sizes])
+    return (float(np.average(costs, weights=sizes)), float(np.average(accs, weights=sizes)))
+
+
+def keep_best_pass(run, event):
+    """Record the pass; save its model if it is the best so far by validation cost (or,
+    with no validation set, if it is the last); otherwise only update metrics.json."""
+    metrics = run.metrics
+    metrics["passes"].append(vars(event))
+    best = metrics["best_pass"]
+    if event.val_cost is None or best is None or event.val_cost < metrics["passes"][best]["val_cost"]:
+        metrics["best_pass"] = event.pass_id
+        save_model(run.save_dir, run.exe, run.programs, metrics)
+    else:
+        write_json(run.save_dir / "metrics.json", metrics)
+
+
+def finish(run, log):
+    """Drop the checkpoint and report the chosen pass's test results."""
+    shutil.rmtree(run.save_dir / "checkpoint", ignore_errors=True)
+    metrics = run.metrics
     best = metrics["passes"][metrics["best_pass"]]
-    log(f"Best pass is {metrics['best_pass']}, testing Avgcost is {best['test_cost']:.6f}")
+    how = (f"lowest validation cost, {best['val_cost']:.6f}" if best["val_cost"] is not None
+           else "the last, with no validation set")
+    log(f"Best pass is {metrics['best_pass']} ({how}), testing Avgcost is {best['test_cost']:.6f}")
     log(f"The classification accuracy is {100 * best['test_acc']:.2f}%"
-        + (" (on the bundled sample)" if data.is_sample else ""))
+        + (" (on the bundled sample)" if run.is_sample else ""))
     return metrics
 
 
@@ -315,8 +355,9 @@ def diverged(costs):
 
 
 class StopOnCtrlC:
-    """Within it, a first Ctrl-C only sets ``pressed`` (the loop stops at the next batch,
-    after saving a checkpoint); a second one interrupts at once. Main thread only."""
+    """Within it, a first Ctrl-C only sets ``pressed`` (training stops after the current
+    batch, test pass or save, with a checkpoint); a second one interrupts at once. Main
+    thread only."""
 
     def __enter__(self):
         self.pressed, self.previous = False, None
@@ -334,22 +375,34 @@ class StopOnCtrlC:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def save_checkpoint(folder, exe, programs, state):
-    """Parameters, optimizer state and ``state`` (position, random state, metrics)."""
-    new = new_folder(folder)
+def interrupt(run, pass_id, batch_id, rng_state, partial):
+    """Save a checkpoint to go on from ``batch_id`` of ``pass_id``, then stop."""
+    checkpoint = run.save_dir / "checkpoint"
+    new = new_folder(checkpoint)
     try:
-        paddle.static.save(programs.main, str(new / "train"))
-        write_json(new / "state.json", state)
-        replace_folder(new, folder)
+        paddle.static.save(run.programs.main, str(new / "train"))
+        write_json(new / "state.json", {
+            "pass_id": pass_id, "batch_id": batch_id, "rng": rng_state, "partial": partial,
+            "seconds": time.perf_counter() - run.pass_start if batch_id else 0,
+            "metrics": run.metrics})
+        replace_folder(new, checkpoint)
     finally:
         shutil.rmtree(new, ignore_errors=True)
+    raise TrainingInterrupted(
+        f"stopped at pass {pass_id}, batch {batch_id}; a checkpoint is in {checkpoint}: "
+        f"continue with 'recognize-digits train --resume --save-dir {run.save_dir}' "
+        f"(the same data options)")
 
 
 def read_checkpoint(save_dir):
+    """The state a Ctrl-C saved in ``save_dir/checkpoint``: position and settings."""
+    recover_folder(Path(save_dir) / "checkpoint")  # a swap cut short (see storage)
     path = Path(save_dir) / "checkpoint" / "state.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        state = json.loads(path.read_text())
+        [state["metrics"][k] for k in SETTINGS]
+        return state
+    except (OSError, ValueError, KeyError, TypeError):
         raise ConfigError(f"{save_dir}: no checkpoint to resume from; start a new training "
                           f"without --resume") from None
 
@@ -377,7 +430,7 @@ def inference_program(programs, scope):
 def save_model(save_dir, exe, programs, metrics):
     """Save the inference model and ``metrics.json`` as one: both are written to a new
     folder, which then takes the place of ``save_dir`` in one step. Anything else in
-    ``save_dir`` is carried over (as hard links, not copies)."""
+    ``save_dir`` is carried over."""
     save_dir = Path(save_dir)
     new = new_folder(save_dir)
     scope = paddle.static.Scope()
@@ -387,14 +440,8 @@ def save_model(save_dir, exe, programs, metrics):
             paddle.static.save_inference_model(str(new / MODEL_PREFIX), [img], [predict], exe,
                                                program=program)
         write_json(new / "metrics.json", metrics)
-        for entry in save_dir.iterdir() if save_dir.is_dir() else ():
-            target = new / entry.name
-            if target.exists():
-                continue
-            if entry.is_dir():
-                shutil.copytree(entry, target, copy_function=os.link)
-            else:
-                os.link(entry, target)
+        if save_dir.is_dir():
+            carry_over(save_dir, new)
         os.chmod(new, 0o755)
         replace_folder(new, save_dir)
     finally:

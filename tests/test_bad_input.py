@@ -275,10 +275,10 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_p
     assert f"Resuming cnn at pass {state['pass_id']}, batch {state['batch_id']}" in resumed.stdout
     assert not (tmp_path / "cut" / "checkpoint").exists()
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("whole", "cut"))
-    assert len(b["passes"]) == 3
-    for p, q in zip(a["passes"], b["passes"]):
-        assert q["test_acc"] == pytest.approx(p["test_acc"], abs=0.01)
-        assert q["test_cost"] == pytest.approx(p["test_cost"], rel=0.05)
+    for metrics in (a, b):  # all else must be equal to the last bit: no batch lost or repeated
+        for p in metrics["passes"]:
+            p.pop("seconds")
+    assert len(b["passes"]) == 3 and b == a
 
 
 def test_resume_without_checkpoint(tmp_path, sample):

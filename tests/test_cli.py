@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -137,3 +138,69 @@ def test_compare(tmp_path):
         assert im.format == "PNG"
     for name in ("softmax", "mlp", "cnn"):
         assert (tmp_path / "cmp" / name / "model.json").is_file()
+
+
+BAD_OPTIONS = [  # every sub-command, every kind of mistake: (arguments, what the line says)
+    (["train", "--model", "lenet"], "invalid choice: 'lenet'"),
+    (["train", "--epochs", "0", "--sample"], "epochs must be > 0"),
+    (["train", "--epochs", "two"], "invalid int value"),
+    (["train", "--batch-size", "-5", "--sample"], "batch-size must be > 0"),
+    (["train", "--lr", "nan", "--sample"], "learning-rate must be > 0"),
+    (["train", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["train", "--device", "gpu", "--sample"], "no GPU"),
+    (["train", "--validation", "-1", "--sample"], "validation must be a whole number"),
+    (["train", "--validation", "3000", "--sample"], "from 0 to 2999"),
+    (["train", "--seed", "-3", "--sample"], "seed must be a whole number"),
+    (["train", "--threads", "0", "--sample"], "threads must be > 0"),
+    (["train", "--sample", "--save-dir", "."], "cannot be the current folder"),
+    (["train", "--sample", "--save-dir", ".."], "cannot be the current folder"),
+    (["train", "--sample", "--save-dir", "/"], "cannot be the current folder"),
+    (["train", "--sample", "--save-dir", "{file}"], "is a file, not a folder"),
+    (["train", "--sample", "--plot", "curves.txt"], "end the name with .png"),
+    (["train", "--data-dir", "{tmp}"], "does not hold the four MNIST files"),
+    (["train", "--sample", "--resume"], "no checkpoint to resume from"),
+    (["compare", "--epochs", "-1", "--sample"], "epochs must be > 0"),
+    (["compare", "--sample", "--out", "{file}"], "cannot write the model there"),
+    (["evaluate", "--model-dir", "{tmp}/none"], "no such folder"),
+    (["evaluate", "--model-dir", "{tmp}"], "no saved model"),
+    (["evaluate", "--sample", "--report", "{file}"], "is a file, not a folder"),
+    (["evaluate", "--threads", "-1"], "threads must be > 0"),
+    (["predict"], "the following arguments are required: IMAGE"),
+    (["predict", "{tmp}/none.png"], "no such file"),
+    (["predict", "{file}"], "cannot read it as an image"),
+    (["predict", "{tmp}"], "is a folder, not an image"),
+    (["predict", "--threads", "many", "x.png"], "invalid int value"),
+    (["serve", "--port", "70000"], "not a port number from 0 to 65535"),
+    (["serve", "--port", "-1"], "not a port number"),
+    (["serve", "--port", "http"], "not a port number"),
+    (["serve", "--model-dir", "{tmp}/none"], "no such folder"),
+    (["fly"], "invalid choice: 'fly'"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_every_mistake_is_one_line_without_traceback(args, message, cli_model, tmp_path,
+                                                     monkeypatch, capsys):
+    (tmp_path / "file").write_text("not a model, not an image")
+    args = [a.format(tmp=tmp_path, file=tmp_path / "file") for a in args]
+    if args[0] == "train" and "--save-dir" not in args:
+        args += ["--save-dir", str(tmp_path / "model")]
+    if args[0] in ("evaluate", "predict") and "--model-dir" not in args:
+        args += ["--model-dir", str(cli_model[0])]
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli.main(args)
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code in (1, 2) and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert re.match(r"recognize-digits( \w+)?: error: ", err) and message in err
+
+
+def test_port_and_save_dir_checks_come_before_any_work(cli_model, tmp_path, monkeypatch):
+    # nothing of the model in the current folder is touched by a refused --save-dir .
+    monkeypatch.chdir(cli_model[0])
+    before = sorted(os.listdir("."))
+    assert cli.main(["train", "--sample", "--epochs", "1", "--save-dir", "."]) == 1
+    assert sorted(os.listdir(".")) == before

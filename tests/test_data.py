@@ -1,9 +1,12 @@
 import hashlib
+import http.server
+import socket
+import threading
 
 import numpy as np
 import pytest
 
-from recognize_digits import data
+from recognize_digits import cli, data
 from recognize_digits.errors import DataError
 
 from conftest import write_idx, write_mnist
@@ -66,13 +69,16 @@ def test_bundled_sample_is_real_mnist(sample):
     assert 0.1 < (sample.train_images > 128).mean() < 0.25
 
 
-def test_normalize_matches_paddle_dataset(sample):
-    images = sample.train_images[:10]
-    expected = (images / 255.0 * 2.0 - 1.0).astype(np.float32).reshape(-1, 1, 28, 28)
-    got = data.normalize(images)
-    assert got.dtype == np.float32 and got.shape == (10, 1, 28, 28)
-    np.testing.assert_array_equal(got, expected)
-    assert set(data.normalize(np.tile([0, 255], 392)).ravel()) == {-1.0, 1.0}
+def test_normalize_matches_the_chapters_reader(sample):
+    # the chapter fed its programs from paddle.dataset.mnist: the same values, to the bit
+    chapter = pytest.importorskip("paddle.dataset.mnist")
+    reader = chapter.reader_creator(str(data.SAMPLE_DIR / "train-images-idx3-ubyte.gz"),
+                                    str(data.SAMPLE_DIR / "train-labels-idx1-ubyte.gz"), 100)
+    images, labels = map(np.array, zip(*reader()))
+    got = data.normalize(sample.train_images)
+    assert got.dtype == np.float32 and got.shape == (3000, 1, 28, 28)
+    np.testing.assert_array_equal(got.reshape(3000, 784), images)
+    np.testing.assert_array_equal(sample.train_labels, labels)
 
 
 def test_batches_shapes_shuffle_and_seed(sample):
@@ -144,7 +150,158 @@ def test_download_with_wrong_md5_leaves_nothing(tmp_path, file_server):
 def test_failed_download_is_a_clear_error(tmp_path, monkeypatch, file_server):
     _, url = file_server  # serves nothing: every file is a 404
     monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(data, "MIRRORS", ())  # no fallback to the real mirrors
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     with pytest.raises(DataError, match="download failed.*--sample"):
         data.find_data_dir(mirror=url)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+# Mirrors that fail in each way a real one does, all on 127.0.0.1.
+
+@pytest.fixture
+def mirror(tmp_path):
+    """Start HTTP mirrors: ``mirror(folder)`` serves a folder, ``mirror(status=500)`` answers
+    every request with that status; each returns (URL, list of the paths requested)."""
+    servers = []
+
+    def start(folder=None, status=None):
+        requests = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(folder or tmp_path), **kwargs)
+
+            def do_GET(self):
+                requests.append(self.path.lstrip("/"))
+                if status:
+                    self.send_error(status)
+                else:
+                    super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A short poll interval keeps shutdown() from waiting half a second per server.
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/", requests
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def refused():
+    """A URL whose port is taken but not listening: connections are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+@pytest.fixture
+def silent(monkeypatch):
+    """A URL that accepts connections and never answers; the timeout is cut to 0.2 s."""
+    monkeypatch.setattr(data, "TIMEOUT", 0.2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty Paddle cache, and no RECOGNIZE_DIGITS_DATA."""
+    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    return tmp_path / "cache"
+
+
+def _good_mirror(tmp_path, monkeypatch, mirror):
+    """A mirror of tiny MNIST files that become data.FILES; (URL, requests)."""
+    monkeypatch.setattr(data, "FILES", _serve_mnist(tmp_path / "good"))
+    return mirror(tmp_path / "good")
+
+
+def _cached(cache):
+    """name -> md5 of every file in ``cache``, temporary ones included."""
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in cache.iterdir()}
+
+
+@pytest.mark.parametrize("down", ["refused", "404", "500", "timeout"])
+def test_first_mirror_down_files_come_from_the_next(tmp_path, monkeypatch, mirror, cache,
+                                                     refused, silent, down, capsys):
+    url, requests = _good_mirror(tmp_path, monkeypatch, mirror)
+    first = {"refused": refused, "timeout": silent, "404": mirror(status=404)[0],
+             "500": mirror(status=500)[0]}[down]
+    monkeypatch.setattr(data, "MIRRORS", (first, url))
+    assert data.find_data_dir() == cache
+    assert _cached(cache) == data.FILES
+    assert sorted(requests) == sorted(data.FILES)
+    # Each failure is a short note on stderr; the progress bars hide off a terminal.
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 4 and all(first in n and "trying the next mirror" in n for n in notes)
+
+
+def test_wrong_file_on_first_mirror_is_not_kept(tmp_path, monkeypatch, mirror, cache):
+    url, _ = _good_mirror(tmp_path, monkeypatch, mirror)
+    wrong, wrong_requests = mirror(write_mnist(tmp_path / "wrong", seed=1))
+    monkeypatch.setattr(data, "MIRRORS", (wrong, url))
+    data.fetch(cache, quiet=True)
+    assert len(wrong_requests) == 4
+    assert _cached(cache) == data.FILES
+
+
+def test_every_mirror_failing_is_one_line_naming_each(tmp_path, monkeypatch, mirror, cache,
+                                                      refused):
+    monkeypatch.setattr(data, "FILES", _serve_mnist(tmp_path / "good"))
+    wrong, _ = mirror(write_mnist(tmp_path / "wrong", seed=1))
+    missing, _ = mirror(status=404)
+    monkeypatch.setattr(data, "MIRRORS", (refused, missing, wrong))
+    with pytest.raises(DataError) as e:
+        data.find_data_dir()
+    message = str(e.value)
+    assert "\n" not in message
+    for said in (next(iter(data.FILES)), "download failed", f"{refused}: Connection refused",
+                 f"{missing}: HTTP 404", f"{wrong}: wrong file (md5", "try again later",
+                 "--data-dir", "--sample"):
+        assert said.lower() in message.lower()
+    assert list(cache.iterdir()) == []
+
+
+def test_present_correct_files_are_not_downloaded_again(tmp_path, monkeypatch, mirror, cache):
+    url, requests = _good_mirror(tmp_path, monkeypatch, mirror)
+    monkeypatch.setattr(data, "MIRRORS", (url,))
+    names = list(data.FILES)
+    cache.mkdir()
+    for name in names[:2]:  # two intact files, one wrong, one missing
+        (cache / name).write_bytes((tmp_path / "good" / name).read_bytes())
+    (cache / names[2]).write_bytes(b"not MNIST")
+    data.fetch(cache, quiet=True)
+    assert sorted(requests) == sorted(names[2:])
+    assert _cached(cache) == data.FILES
+    data.fetch(cache, quiet=True)
+    assert len(requests) == 2
+
+
+def test_given_mirrors_come_first(tmp_path, monkeypatch, mirror, cache, refused):
+    url, requests = _good_mirror(tmp_path, monkeypatch, mirror)
+    other, other_requests = mirror(tmp_path / "good")
+    monkeypatch.setattr(data, "MIRRORS", (other,))
+    # The given mirror is used before the built-in one; one without its final slash works.
+    assert data.find_data_dir(mirror=url.rstrip("/")) == cache
+    assert sorted(requests) == sorted(data.FILES) and other_requests == []
+    assert data._mirrors_from([refused, url]) == (refused, url, other)
+    assert data._mirrors_from(other) == (other,)
+
+
+def test_download_command_takes_repeated_mirrors(tmp_path, monkeypatch, mirror, cache, refused,
+                                                 capsys):
+    url, requests = _good_mirror(tmp_path, monkeypatch, mirror)
+    monkeypatch.setattr(data, "MIRRORS", ())
+    assert cli.main(["download", "--mirror", refused, "--mirror", url]) == 0
+    assert str(cache) in capsys.readouterr().out
+    assert _cached(cache) == data.FILES and len(requests) == 4

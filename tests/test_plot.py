@@ -11,8 +11,8 @@ def events(passes=2, steps=3):
     for p in range(passes):
         for b in range(steps):
             yield StepEvent(p, b, cost=2.0 / (1 + p * steps + b), acc=0.5)
-        yield PassEvent(p, train_cost=1.0, train_acc=0.6, test_cost=0.5 / (p + 1),
-                        test_acc=0.9 + p / 100, seconds=1.5)
+        yield PassEvent(p, train_cost=1.0, train_acc=0.6, val_cost=0.4 / (p + 1), val_acc=0.95,
+                        test_cost=0.5 / (p + 1), test_acc=0.9 + p / 100, seconds=1.5)
 
 
 def test_cost_curves_record_steps_and_passes(tmp_path):
@@ -22,8 +22,10 @@ def test_cost_curves_record_steps_and_passes(tmp_path):
     assert curves.steps == list(range(6))
     assert curves.train_costs[0] == 2.0 and len(curves.train_costs) == 6
     assert curves.test_steps == [3, 6] and curves.test_costs == [0.5, 0.25]
+    assert curves.val_costs == [0.4, 0.2]
     lines = curves.figure().axes[0].get_lines()
-    assert len(lines) == 3  # batch costs, their running mean, test costs
+    assert [list(line.get_ydata()) for line in lines[2:]] == [[0.4, 0.2], [0.5, 0.25]]
+    assert len(lines) == 4  # batch costs, their running mean, validation and test costs
     curves.save(tmp_path / "c.svg")
     assert (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
     with pytest.raises(ConfigError, match=r"\.png, \.svg or \.pdf"):

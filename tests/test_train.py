@@ -1,4 +1,7 @@
+import importlib
 import json
+import os
+import signal
 from unittest import mock
 
 import numpy as np
@@ -8,10 +11,15 @@ import pytest
 from recognize_digits.data import MNIST, batches, load_mnist
 from recognize_digits.errors import ConfigError
 from recognize_digits.infer import InferenceModel, evaluate
-from recognize_digits.train import (PassEvent, Programs, StepEvent, select_place, train,
-                                    use_onednn_convolutions)
+from recognize_digits import speed
+from recognize_digits.errors import TrainingInterrupted
+from recognize_digits.speed import use_onednn_convolutions
+from recognize_digits.train import PassEvent, Programs, StepEvent, select_place, train
 
 from conftest import full_mnist_dir
+
+# the module (the package's own `train` attribute is the function); its test() is no pytest test
+training = importlib.import_module("recognize_digits.train")
 
 
 def quiet(**kwargs):
@@ -64,18 +72,61 @@ def test_same_seed_same_run(sample, tmp_path):
     assert costs(6) != first
 
 
-def test_best_pass_is_what_stays_saved(sample, tmp_path):
-    # With test labels shifted by one, better training means a worse test cost, so the
-    # first pass is the best: the saved model must be that pass's, not the last one's.
-    data = subset(sample, 1000, 500)
-    data.test_labels = (data.test_labels + 1) % 10
-    metrics = train("softmax", epochs=3, data=data, save_dir=tmp_path, seed=2, **quiet())
-    costs = [p["test_cost"] for p in metrics["passes"]]
-    assert metrics["best_pass"] == int(np.argmin(costs)) == 0
-    assert costs[-1] > costs[0]
+def test_best_pass_is_chosen_on_validation_not_test(sample, tmp_path):
+    # With the held-out validation labels shifted by one, better training means a worse
+    # validation cost while the test cost improves: the first pass must be the one kept,
+    # although the test set would have picked the last.
+    data = subset(sample, 1200, 500)
+    data.train_labels = data.train_labels.copy()
+    data.train_labels[-200:] = (data.train_labels[-200:] + 1) % 10
+    metrics = train("softmax", epochs=3, data=data, save_dir=tmp_path, seed=2, validation=200,
+                    **quiet())
+    val_costs = [p["val_cost"] for p in metrics["passes"]]
+    test_costs = [p["test_cost"] for p in metrics["passes"]]
+    assert metrics["best_pass"] == int(np.argmin(val_costs)) == 0
+    assert int(np.argmin(test_costs)) == 2
     cost, acc = evaluate(InferenceModel(tmp_path), data.test_images, data.test_labels)
-    assert cost == pytest.approx(costs[0], rel=1e-4)
+    assert cost == pytest.approx(test_costs[0], rel=1e-4)
     assert acc == pytest.approx(metrics["passes"][0]["test_acc"], abs=1e-6)
+
+
+def test_validation_is_held_out_of_training(sample, tmp_path):
+    events = []
+    metrics = train("softmax", epochs=1, data=subset(sample, 1200), save_dir=tmp_path, seed=0,
+                    event_handler=events.append, log=lambda *a: None)
+    assert metrics["validation"] == 100 and metrics["chosen_by"] == "validation cost"
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert len(steps) == 18 and {e.batches for e in steps} == {18}  # ceil(1,100 / 64)
+    assert 0 < metrics["passes"][0]["val_acc"] <= 1
+
+
+def test_no_validation_keeps_the_last_pass(sample, tmp_path):
+    data = subset(sample, 640)
+    events = []
+    metrics = train("softmax", epochs=3, data=data, save_dir=tmp_path, seed=2, validation=0,
+                    event_handler=events.append, log=lambda *a: None)
+    assert len([e for e in events if isinstance(e, StepEvent)]) == 30  # all 640 trained on
+    assert metrics["best_pass"] == 2 and metrics["chosen_by"] == "last pass"
+    assert metrics["passes"][2]["val_cost"] is None
+    cost, _ = evaluate(InferenceModel(tmp_path), data.test_images, data.test_labels)
+    assert cost == pytest.approx(metrics["passes"][2]["test_cost"], rel=1e-4)
+
+
+def test_test_pass_weighs_a_smaller_last_batch(sample):
+    # 1,250 images are a batch of 1,000 and one of 250: the mean must be over images.
+    images = np.concatenate([sample.test_images, sample.test_images[:250]])
+    labels = np.concatenate([sample.test_labels, sample.test_labels[:250]])
+    paddle.enable_static()
+    programs = Programs("softmax", seed=4)
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    with paddle.static.scope_guard(paddle.static.Scope()):
+        exe.run(programs.startup)
+        cost, acc = training.test(exe, programs, images, labels)
+        probs = np.concatenate([exe.run(programs.test, fetch_list=[programs.test_predict],
+                                        feed={"img": x, "label": y})[0]
+                                for x, y in batches(images, labels, 125)])
+    assert cost == pytest.approx(-np.log(probs[np.arange(1250), labels]).mean(), rel=1e-5)
+    assert acc == np.mean(probs.argmax(axis=1) == labels)
 
 
 def test_saved_model_reproduces_the_test_program(trained_cnn, sample):
@@ -160,23 +211,185 @@ def test_onednn_rewrites_only_the_convolutions():
     assert not any("onednn" in op.name() for op in programs.test.global_block().ops)
 
 
-def test_device_selection(monkeypatch):
+def test_device_selection():
     assert isinstance(select_place("cpu"), paddle.CPUPlace)
     if not paddle.is_compiled_with_cuda():
         assert isinstance(select_place("auto"), paddle.CPUPlace)
         with pytest.raises(ConfigError, match="no GPU.*--device cpu"):
             select_place("gpu")
     with mock.patch("paddle.is_compiled_with_cuda", return_value=True), \
-            mock.patch("paddle.device.cuda.device_count", return_value=1), \
-            mock.patch("paddle.CUDAPlace", side_effect=lambda i: ("cuda", i)):
-        assert select_place("auto") == ("cuda", 0)
-        assert select_place("gpu") == ("cuda", 0)
-        assert isinstance(select_place("cpu"), paddle.CPUPlace)
-    with mock.patch("paddle.is_compiled_with_cuda", return_value=True), \
             mock.patch("paddle.device.cuda.device_count", return_value=0):
         assert isinstance(select_place("auto"), paddle.CPUPlace)
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match="no GPU"):
             select_place("gpu")
+
+
+class Reached(Exception):
+    """Raised by a mock once the code under test has got where the test looks."""
+
+
+@pytest.fixture
+def one_gpu():
+    """Paddle's CUDA detection mocked to see one GPU; CUDAPlace(i) recorded as ("gpu", i)."""
+    with mock.patch("paddle.is_compiled_with_cuda", return_value=True), \
+            mock.patch("paddle.device.cuda.device_count", return_value=1), \
+            mock.patch("paddle.CUDAPlace", side_effect=lambda i: ("gpu", i)):
+        yield
+
+
+def test_training_runs_on_the_gpu_when_there_is_one(one_gpu, sample, tmp_path):
+    places, tried_onednn = [], []
+
+    def executor(place):
+        places.append(place)
+        return mock.Mock(run=mock.Mock(side_effect=Reached))  # stop at the first run
+
+    for device in ("auto", "gpu", "cpu"):
+        with mock.patch("paddle.static.Executor", side_effect=executor), \
+                mock.patch("paddle.seed"), \
+                mock.patch.object(speed, "speed_up", return_value=None) as speed_up, \
+                pytest.raises(Reached):
+            train("cnn", data=sample, save_dir=tmp_path, device=device, **quiet())
+        tried_onednn.append(speed_up.called)
+    assert places[:2] == [("gpu", 0), ("gpu", 0)] and isinstance(places[2], paddle.CPUPlace)
+    assert tried_onednn == [False, False, True]  # oneDNN is the CPU's fast path only
+
+
+def test_prediction_runs_on_the_gpu_when_there_is_one(one_gpu, trained_cnn):
+    with mock.patch("paddle.inference.Config") as config, \
+            mock.patch("paddle.inference.create_predictor", side_effect=Reached), \
+            pytest.raises(Reached):
+        InferenceModel(trained_cnn[0])
+    config.return_value.enable_use_gpu.assert_called_once_with(256, 0)
+    config.return_value.set_cpu_math_library_num_threads.assert_not_called()
+    config.return_value.enable_onednn.assert_not_called()
+
+
+def ctrl_c_at(when):
+    """An event handler that presses Ctrl-C (a real SIGINT to this process) when
+    ``when(event)`` is true, recording every batch cost it sees."""
+    costs = []
+
+    def handler(event):
+        if isinstance(event, StepEvent):
+            costs.append(event.cost)
+        if when(event):
+            os.kill(os.getpid(), signal.SIGINT)
+    handler.costs = costs
+    return handler
+
+
+def without_seconds(metrics):
+    return {k: ([{**p, "seconds": 0} for p in v] if k == "passes" else v)
+            for k, v in metrics.items()}
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_resume_is_exact_in_the_same_process(model, sample, tmp_path):
+    data = subset(sample, 800, 300)  # 12 batches a pass (the last of 38), 66 held out
+    whole = ctrl_c_at(lambda event: False)
+    expected = train(model, epochs=2, data=data, save_dir=tmp_path / "whole", seed=7,
+                     event_handler=whole, log=lambda *a: None)
+
+    first = ctrl_c_at(lambda e: isinstance(e, StepEvent) and (e.pass_id, e.batch_id) == (0, 8))
+    with pytest.raises(TrainingInterrupted, match="stopped at pass 0, batch 9"):
+        train(model, epochs=2, data=data, save_dir=tmp_path / "cut", seed=7,
+              event_handler=first, log=lambda *a: None)
+    lines = []
+    rest = ctrl_c_at(lambda event: False)
+    resumed = train(data=data, save_dir=tmp_path / "cut", resume=True, event_handler=rest,
+                    log=lines.append)
+    assert lines[0] == f"Resuming {model} at pass 0, batch 9"
+    assert first.costs + rest.costs == whole.costs  # exactly: no batch lost or repeated
+    assert without_seconds(resumed) == without_seconds(expected)
+    assert not (tmp_path / "cut" / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("during", ["test", "save"])
+def test_ctrl_c_during_the_test_pass_or_a_save_stops_after_it(during, sample, tmp_path,
+                                                             monkeypatch):
+    data = subset(sample, 500, 200)
+    whole = train("softmax", epochs=3, data=data, save_dir=tmp_path / "whole", seed=1, **quiet())
+    name = "test" if during == "test" else "save_model"
+    original, calls = getattr(training, name), []
+
+    def pressed_during(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, name, pressed_during)
+    with pytest.raises(TrainingInterrupted, match="stopped at pass 1, batch 0"):
+        train("softmax", epochs=3, data=data, save_dir=tmp_path / "cut", seed=1, **quiet())
+    saved = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert len(saved["passes"]) == 1  # pass 0 was tested and saved before stopping
+    monkeypatch.undo()
+    resumed = train(data=data, save_dir=tmp_path / "cut", resume=True, **quiet())
+    assert without_seconds(resumed) == without_seconds(whole)
+
+
+def test_a_failing_fast_path_falls_back_to_the_plain_kernels(sample, tmp_path, monkeypatch):
+    data = subset(sample, 640, 200)
+    plain_events = []
+    plain = train("cnn", epochs=1, data=data, save_dir=tmp_path / "plain", seed=3, onednn=False,
+                  event_handler=plain_events.append, log=lambda *a: None)
+
+    def broken_rewrite(program):  # as if a later Paddle renamed an attribute of conv2d
+        raise ValueError("attribute 'paddings' not found in pd_op.conv2d")
+
+    monkeypatch.setattr(speed, "use_onednn_convolutions", broken_rewrite)
+    events, lines = [], []
+    metrics = train("cnn", epochs=1, data=data, save_dir=tmp_path / "fallback", seed=3,
+                    event_handler=events.append, log=lines.append)
+    assert "do not work on this Paddle (ValueError: attribute 'paddings'" in lines[0]
+    assert "plain kernels" in lines[0] and "--no-onednn" in lines[0]
+    assert metrics["onednn"] is False and "paddings" in metrics["onednn_unavailable"]
+    assert [e.cost for e in events if isinstance(e, StepEvent)] == [
+        e.cost for e in plain_events if isinstance(e, StepEvent)]
+    assert metrics["passes"][0]["test_cost"] == plain["passes"][0]["test_cost"]
+
+
+def test_a_fast_path_that_fails_when_run_falls_back_too(sample, tmp_path, monkeypatch):
+    original = speed.use_onednn_convolutions
+
+    def rewrite_then_break(program):  # accepted by the rewrite, refused by the executor
+        original(program)
+        monkeypatch.setattr(paddle.static.Executor, "run", broken_run)
+
+    real_run = paddle.static.Executor.run
+
+    def broken_run(self, program=None, *args, **kwargs):
+        monkeypatch.setattr(paddle.static.Executor, "run", real_run)  # only this once
+        raise RuntimeError("(Unimplemented) no kernel for onednn_op.conv2d_grad")
+
+    data = subset(sample, 320, 100)
+    plain = train("cnn", epochs=1, data=data, save_dir=tmp_path / "plain", seed=3, onednn=False,
+                  **quiet())
+    monkeypatch.setattr(speed, "use_onednn_convolutions", rewrite_then_break)
+    lines = []
+    metrics = train("cnn", epochs=1, data=data, save_dir=tmp_path / "fallback", seed=3,
+                    event_handler=lambda event: None, log=lines.append)
+    assert "no kernel for onednn_op.conv2d_grad" in lines[0]
+    assert metrics["onednn"] is False
+    assert without_seconds(metrics)["passes"] == without_seconds(plain)["passes"]
+
+
+def test_prediction_falls_back_when_onednn_fails(trained_cnn, monkeypatch):
+    from recognize_digits import infer
+    from recognize_digits.errors import FallbackWarning
+
+    def no_onednn(config, on):
+        if on:
+            raise RuntimeError("this Paddle's inference Config cannot turn oneDNN on")
+
+    monkeypatch.setattr(infer, "set_onednn", no_onednn)
+    with pytest.warns(FallbackWarning, match="cannot turn oneDNN on.*plain kernels"):
+        model = InferenceModel(trained_cnn[0])
+    assert model.onednn is False
+    reference = InferenceModel(trained_cnn[0], onednn=False)
+    x = np.zeros((40, 1, 28, 28), np.float32)
+    np.testing.assert_array_equal(model.predict(x)[1], reference.predict(x)[1])
 
 
 @pytest.mark.parametrize("options, message", [
