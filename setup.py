@@ -10,7 +10,7 @@ setup(
     packages=find_packages(include=["recognize_digits", "recognize_digits.*"]),
     package_data={"recognize_digits": ["sample/*.gz", "sample/README.md", "static/*.html"]},
     install_requires=[
-        "paddlepaddle>=3.0",
+        "paddlepaddle>=3.0.0",
         "numpy",
         "Pillow>=9.1",
         "tqdm",

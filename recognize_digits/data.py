@@ -36,7 +36,6 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 )
-MIRROR = MIRRORS[0]  # the single mirror of earlier versions; kept for code that names it
 TIMEOUT = 30  # seconds a mirror may stay silent before the next one is tried
 SAMPLE_DIR = Path(__file__).parent / "sample"
 

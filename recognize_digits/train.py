@@ -2,8 +2,9 @@
 
 As in the chapter: Adam at 0.001, batches of 64, a test pass after every training pass
 and the inference model of the best pass saved. Unlike the chapter, the best pass is
-chosen on a validation set held out from the training images (the last 1/12 of them:
-5,000 of MNIST's 60,000), so the test set grades the model without having picked it.
+chosen on a validation set held out from the training images (the first 1/12 of them:
+5,000 of MNIST's 60,000, the usual 55,000 / 5,000 split), so the test set grades the
+model without having picked it.
 """
 
 import json
@@ -97,7 +98,9 @@ class Programs:
             self.test = self.main.clone(mapping)
             self.test.set_is_test_attr()
             optimizer_program(learning_rate).minimize(self.avg_cost)
-        self.test_img = self.test.get_output_value_by_name("img")
+        # found by its op: Paddle 3.0's get_output_value_by_name gives inputs as empty values
+        self.test_img = next(op.result(0) for op in self.test.global_block().ops
+                             if op.name() == "pd_op.data" and op.attrs()["name"] == "img")
         self.test_predict, self.test_cost, self.test_acc = (
             mapping.look_up(v) for v in (self.predict, self.avg_cost, self.acc))
 
@@ -243,9 +246,8 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
     check_save_dir(save_dir)
     data = load_mnist(*data) if isinstance(data, tuple) else data
     held_out = validation_size(len(data.train_images), validation)
-    split = len(data.train_images) - held_out
-    run.train = data.train_images[:split], data.train_labels[:split]
-    run.validation = data.train_images[split:], data.train_labels[split:]
+    run.validation = data.train_images[:held_out], data.train_labels[:held_out]
+    run.train = data.train_images[held_out:], data.train_labels[held_out:]
     run.test = data.test_images, data.test_labels
     run.is_sample, run.save_dir = data.is_sample, Path(save_dir)
     if seed is None:

@@ -23,7 +23,7 @@ def run(*args, check=True):
 @pytest.fixture(scope="module")
 def cli_model(tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("cli") / "model"
-    proc = run("train", "--model", "cnn", "--epochs", "2", "--sample", "--seed", "4",
+    proc = run("train", "--model", "cnn", "--epochs", "3", "--sample", "--seed", "4",
                "--save-dir", save_dir)
     return save_dir, proc.stdout + proc.stderr
 
@@ -48,7 +48,7 @@ def test_train_end_to_end(cli_model):
     assert "sample" in output
     assert "Best pass is" in output and "The classification accuracy is" in output
     assert {"model.json", "model.pdiparams", "metrics.json"} <= set(os.listdir(save_dir))
-    assert json.loads((save_dir / "metrics.json").read_text())["epochs"] == 2
+    assert json.loads((save_dir / "metrics.json").read_text())["epochs"] == 3
 
 
 def test_evaluate_end_to_end(cli_model):

@@ -33,9 +33,9 @@ def subset(mnist, n_train, n_test=200):
 
 def test_training_lowers_the_loss(trained_cnn):
     save_dir, metrics = trained_cnn
-    first, second = metrics["passes"]
-    assert second["train_cost"] < first["train_cost"] < np.log(10)
-    assert second["test_acc"] > 0.85  # two passes over 3,000 sample digits
+    first, *_, last = metrics["passes"]
+    assert last["train_cost"] < first["train_cost"] < np.log(10)
+    assert last["test_acc"] > 0.88  # three passes over 2,750 sample digits
     saved = json.loads((save_dir / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
     assert saved["model"] == "cnn" and "sample" in saved["data"]
@@ -78,7 +78,7 @@ def test_best_pass_is_chosen_on_validation_not_test(sample, tmp_path):
     # although the test set would have picked the last.
     data = subset(sample, 1200, 500)
     data.train_labels = data.train_labels.copy()
-    data.train_labels[-200:] = (data.train_labels[-200:] + 1) % 10
+    data.train_labels[:200] = (data.train_labels[:200] + 1) % 10  # the first 200 are held out
     metrics = train("softmax", epochs=3, data=data, save_dir=tmp_path, seed=2, validation=200,
                     **quiet())
     val_costs = [p["val_cost"] for p in metrics["passes"]]
@@ -181,7 +181,8 @@ def test_onednn_convolutions_train_like_plain_kernels(sample, tmp_path):
     for onednn in (False, True):
         events = []
         metrics = train("cnn", epochs=2, data=data, save_dir=tmp_path / str(onednn), seed=8,
-                        event_handler=events.append, log=lambda *a: None, onednn=onednn)
+                        validation=0, event_handler=events.append, log=lambda *a: None,
+                        onednn=onednn)
         costs = [e.cost for e in events if isinstance(e, StepEvent)]
         probs = InferenceModel(tmp_path / str(onednn), onednn=False).predict(
             next(batches(data.test_images, data.test_labels, 500))[0])[1]
