@@ -19,7 +19,8 @@ MAX_PIXELS = 50_000_000  # larger ones would take gigabytes to decode: refused u
 
 
 def load_image(path, preprocess=True):
-    """An image file (a path or an open binary file) as the model's input: grayscale, 28x28, in [-1, 1], ``[1, 1, 28, 28]``.
+    """An image file (a path or an open binary file) as the model's input: grey, 28x28,
+    in [-1, 1], ``[1, 1, 28, 28]``.
 
     Any format Pillow reads: EXIF rotation is applied, the first frame of an animation is
     taken, 16-bit images are scaled to 8 bits and transparent ones are laid on white.
@@ -28,10 +29,21 @@ def load_image(path, preprocess=True):
     20x20, centred by mass); ``preprocess=False`` only resizes the image to 28x28, as the
     chapter did, which suits images that are MNIST-like already.
     """
-    if hasattr(path, "read"):  # an open binary file, such as an upload
-        name = getattr(path, "name", "the image")
-    else:
-        path = name = Path(path)
+    image = open_image(path)
+    grey = to_grey(image)
+    return to_input(grey, preprocess, _name(path))
+
+
+def _name(path):
+    return getattr(path, "name", "the image") if hasattr(path, "read") else str(path)
+
+
+def open_image(path):
+    """The image in a file, decoded and upright; an :class:`ImageError` that says why
+    for what is no image, or is too small to hold a digit or too large to decode safely."""
+    name = _name(path)
+    if not hasattr(path, "read"):  # else an open binary file, such as an upload
+        path = Path(path)
         if path.is_dir():
             raise ImageError(f"{path}: is a folder, not an image; name an image file")
         if not path.is_file():
@@ -49,7 +61,7 @@ def load_image(path, preprocess=True):
                 raise ImageError(f"{name}: {width}x{height} pixels is too small to hold a "
                                  f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}")
             im.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a fraction of the size
-            gray = _grayscale(ImageOps.exif_transpose(im))
+            return ImageOps.exif_transpose(im)  # a decoded copy (of the first frame)
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -58,16 +70,10 @@ def load_image(path, preprocess=True):
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{name}: cannot read it as an image ({e}); is it a complete "
                          f"PNG, JPEG or other picture?") from None
-    if not preprocess:
-        return normalize(np.asarray(gray.resize((28, 28), Image.LANCZOS)))
-    try:
-        return normalize(mnist_style(np.asarray(gray)))
-    except ImageError as e:
-        raise ImageError(f"{name}: {e}") from None
 
 
-def _grayscale(im):
-    """One 8-bit grey channel; 16-bit and float images scaled, transparency laid on white."""
+def to_grey(im):
+    """One 8-bit grey channel: 16-bit and float images scaled, transparency laid on white."""
     if im.mode.startswith("I") or im.mode == "F":
         values = np.asarray(im, np.float64)
         top = 65535 if im.mode.startswith("I;16") else max(values.max(), 255)
@@ -76,6 +82,17 @@ def _grayscale(im):
         im = im.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", im.size, "white"), im).convert("L")
     return im.convert("L")
+
+
+def to_input(grey, preprocess=True, name="the image"):
+    """A grey image as the model's input ``[1, 1, 28, 28]``: made MNIST-style, or only
+    resized to 28x28 (``preprocess=False``), then normalised as in training."""
+    if not preprocess:
+        return normalize(np.asarray(grey.resize((28, 28), Image.LANCZOS)))
+    try:
+        return normalize(mnist_style(np.asarray(grey)))
+    except ImageError as e:
+        raise ImageError(f"{name}: {e}") from None
 
 
 class InferenceModel:

@@ -204,3 +204,41 @@ def test_port_and_save_dir_checks_come_before_any_work(cli_model, tmp_path, monk
     before = sorted(os.listdir("."))
     assert cli.main(["train", "--sample", "--epochs", "1", "--save-dir", "."]) == 1
     assert sorted(os.listdir(".")) == before
+
+
+def test_resume_follows_the_checkpoints_settings(sample, tmp_path, monkeypatch, capsys):
+    import signal
+
+    import tqdm
+
+    from recognize_digits import plot
+    from recognize_digits.errors import TrainingInterrupted
+    from recognize_digits.train import StepEvent, train
+
+    def ctrl_c_at_batch_5(event):
+        if isinstance(event, StepEvent) and event.batch_id == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train("softmax", epochs=2, batch_size=32, data=sample, save_dir=tmp_path / "m", seed=1,
+              event_handler=ctrl_c_at_batch_5, log=lambda *a: None)
+
+    bars, titles = [], []
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            bars.append((kwargs["total"], kwargs["initial"]))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    curves_init = plot.CostCurves.__init__
+    monkeypatch.setattr(plot.CostCurves, "__init__", lambda self, title, **kw: (
+        titles.append(title), curves_init(self, title, **kw))[1])
+    # the command line's own defaults (cnn, batch 64, 5 passes) must not apply
+    assert cli.main(["train", "--resume", "--sample", "--save-dir", str(tmp_path / "m"),
+                     "--plot", str(tmp_path / "curves.png")]) == 0
+    assert titles == ["softmax on the MNIST sample"]
+    assert bars == [(86, 6), (86, 0)]  # ceil(2,750 / 32) batches; pass 0 resumes at batch 6
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert (metrics["model"], metrics["batch_size"], len(metrics["passes"])) == ("softmax", 32, 2)
+    assert "Resuming softmax at pass 0, batch 6" in capsys.readouterr().out
