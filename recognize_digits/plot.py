@@ -139,17 +139,25 @@ class CostCurves:
 
 
 def plot_accuracy(runs):
-    """Test accuracy after each pass, a line per run; ``runs`` maps names to train() metrics."""
-    fig = Figure(figsize=(6, 3.4))
+    """Test accuracy after each pass, a line per run, with the validation accuracy dashed
+    and the chosen pass circled; ``runs`` maps names to train() metrics."""
+    fig = Figure(figsize=(7.5, 3.4))
     ax = fig.add_subplot()
     for name, metrics in runs.items():
         passes = metrics["passes"]
-        ax.plot([p["pass_id"] for p in passes], [100 * p["test_acc"] for p in passes], "o-",
-                label=name)
+        ids = [p["pass_id"] for p in passes]
+        [line] = ax.plot(ids, [100 * p["test_acc"] for p in passes], "o-", label=f"{name} (test)")
+        if passes[0]["val_acc"] is not None:
+            ax.plot(ids, [100 * p["val_acc"] for p in passes], "--", color=line.get_color(),
+                    label=f"{name} (validation)")
+        best = passes[metrics["best_pass"]]
+        ax.plot([best["pass_id"]], [100 * best["test_acc"]], "o", markersize=12,
+                markerfacecolor="none", color=line.get_color())
     ax.set_xlabel("pass")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("accuracy (%)")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend()
+    ax.set_title("circled: the pass chosen on validation", fontsize=9)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
 

@@ -39,6 +39,8 @@ def test_figures_and_table():
     assert [round(b.get_height()) for b in bars] == [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
     metrics = {"passes": [vars(e) for e in events() if isinstance(e, PassEvent)],
                "best_pass": 1, "parameters": 33620}
-    assert len(plot_accuracy({"cnn": metrics}).axes[0].get_lines()) == 1
+    test, validation, chosen = plot_accuracy({"cnn": metrics}).axes[0].get_lines()
+    assert list(test.get_ydata()) == [90, 91] and list(validation.get_ydata()) == [95, 95]
+    assert list(chosen.get_xdata()) == [1] and list(chosen.get_ydata()) == [91]
     table = comparison_table({"cnn": metrics})
     assert "| cnn | 1 of 2 | 91.00% | 0.2500 | 33,620 | 1.5 |" in table
