@@ -21,6 +21,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from .augment import augment as augment_batch
 from .data import batches, load_mnist
 from .errors import ConfigError, DivergedError, TrainingInterrupted
 from .models import MODELS, count_parameters
@@ -189,14 +190,17 @@ def test(exe, programs, images, labels):
 def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="auto",
           data_dir=None, sample=False, data=None, save_dir=DEFAULT_SAVE_DIR, seed=None,
           validation=None, event_handler=None, log=print, onednn=None, threads=None,
-          resume=False):
+          resume=False, augment=False):
     """Train ``model`` and keep the inference model of its best pass in ``save_dir``.
 
     ``data`` (an :class:`~recognize_digits.data.MNIST`) overrides ``data_dir``/``sample``.
     ``validation`` training images (default 1/12 of them) are held out to choose the
     best pass by their cost; with ``validation=0`` all are trained on and the last pass
-    is kept. ``event_handler(event)`` receives a :class:`StepEvent` after each batch and
-    a :class:`PassEvent` after each pass; by default the chapter's log lines are printed.
+    is kept. ``augment=True`` trains on randomly moved and re-stroked copies of the
+    training digits (see :mod:`.augment`), for a model that reads users' own digits
+    better; validation and test digits are never changed (the chapter trains without).
+    ``event_handler(event)`` receives a :class:`StepEvent` after each batch and a
+    :class:`PassEvent` after each pass; by default the chapter's log lines are printed.
     ``onednn`` and ``threads`` choose the fast CPU path (see :mod:`.speed`; by default
     it is used where it works). Ctrl-C stops training after the current batch (or test
     pass, or save) with a checkpoint in ``save_dir/checkpoint``; ``resume=True``
@@ -204,7 +208,7 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     stopped. Returns the metrics also written to ``save_dir/metrics.json``.
     """
     run = prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads,
-                  data or (data_dir, sample), save_dir, resume)
+                  data or (data_dir, sample), save_dir, resume, augment)
     handler = event_handler or (lambda event: log_every_100(event, log))
     with exclusive(save_dir), paddle.static.scope_guard(paddle.static.Scope()), \
             StopOnCtrlC() as ctrl_c:
@@ -222,7 +226,7 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     return finish(run, log)
 
 
-SETTINGS = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation")
+SETTINGS = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation", "augment")
 
 
 class Run:
@@ -230,12 +234,12 @@ class Run:
 
 
 def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads, data,
-            save_dir, resume):
+            save_dir, resume, augment=False):
     """Check every setting before any work, load the data and hold out the validation set;
     on ``resume``, take the settings and the position from the checkpoint."""
     run, state = Run(), read_checkpoint(save_dir) if resume else None
     if state:
-        model, epochs, batch_size, learning_rate, seed, validation = (
+        model, epochs, batch_size, learning_rate, seed, validation, augment = (
             state["metrics"][k] for k in SETTINGS)
     check_model(model)
     check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -252,13 +256,13 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
     run.is_sample, run.save_dir = data.is_sample, Path(save_dir)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") >> 1
-    run.model, run.epochs, run.batch_size, run.learning_rate, run.seed = (
-        model, epochs, batch_size, learning_rate, seed)
+    run.model, run.epochs, run.batch_size, run.learning_rate, run.seed, run.augment = (
+        model, epochs, batch_size, learning_rate, seed, bool(augment))
     run.rng, run.state = np.random.default_rng(seed), state
     run.metrics = state["metrics"] if state else {
         "model": model, "epochs": epochs, "batch_size": batch_size,
         "learning_rate": learning_rate, "seed": seed, "validation": held_out,
-        "chosen_by": "validation cost" if held_out else "last pass",
+        "augment": run.augment, "chosen_by": "validation cost" if held_out else "last pass",
         "device": str(run.place), "data": data.source, "passes": [], "best_pass": None}
     run.pass_id = state["pass_id"] if state else 0
     return run
@@ -303,6 +307,8 @@ def run_pass(run, pass_id, handler, ctrl_c):
     for batch_id, (x, y) in enumerate(batches(images, labels, run.batch_size, True, run.rng)):
         if batch_id < len(costs):
             continue  # done before the interruption
+        if run.augment:  # its own generator per batch, so a resumed pass draws the same
+            x = augment_batch(x, np.random.default_rng([run.seed, pass_id, batch_id]))
         cost, acc = run.exe.run(run.programs.main, feed={"img": x, "label": y},
                                 fetch_list=[run.programs.avg_cost, run.programs.acc])
         costs.append(float(cost)), accs.append(float(acc)), sizes.append(len(x))
@@ -402,6 +408,7 @@ def read_checkpoint(save_dir):
     path = Path(save_dir) / "checkpoint" / "state.json"
     try:
         state = json.loads(path.read_text())
+        state["metrics"].setdefault("augment", False)  # saved before augmentation existed
         [state["metrics"][k] for k in SETTINGS]
         return state
     except (OSError, ValueError, KeyError, TypeError):
