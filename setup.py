@@ -12,6 +12,7 @@ setup(
     install_requires=[
         "paddlepaddle>=3.0.0",
         "numpy",
+        "scipy",
         "Pillow>=9.1",
         "tqdm",
         "matplotlib",
@@ -19,6 +20,8 @@ setup(
     extras_require={
         "notebook": ["jupyterlab", "ipykernel"],
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "playwright"],
+        # benchmarks/handwriting.py's real-handwriting source (UCI digits)
+        "benchmarks": ["scikit-learn"],
     },
     entry_points={"console_scripts": ["recognize-digits=recognize_digits.cli:main"]},
 )

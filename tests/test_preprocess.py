@@ -1,9 +1,13 @@
+import io
+from functools import partial
+
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
+from recognize_digits import handwriting
 from recognize_digits.errors import ImageError
-from recognize_digits.infer import load_image
+from recognize_digits.infer import load_image, to_grey, to_input
 from recognize_digits.preprocess import mnist_style
 
 from conftest import INFER_3
@@ -52,10 +56,20 @@ def test_aspect_ratio_is_kept():
     assert h == 20 and w in (3, 4)
 
 
+def noise(shape, level=128, sd=4, slope=0, seed=0):
+    """A blank image: sensor noise, on a slope of light of ``slope`` grey levels."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]] / max(shape)
+    image = level + slope * (0.6 * ys - 0.4 * xs)
+    return (image + np.random.default_rng(seed).normal(0, sd, shape)).clip(0, 255).astype(np.uint8)
+
+
 @pytest.mark.parametrize("image", [
     np.full((100, 100), 200, np.uint8),
-    np.random.default_rng(0).normal(128, 4, (300, 200)).clip(0, 255).astype(np.uint8),
-])
+    noise((300, 200)),
+    noise((8, 8), sd=5), noise((12, 16), sd=8), noise((2000, 1500), sd=6),
+    noise((28, 28), slope=50, sd=3), noise((60, 80), slope=50), noise((300, 300), slope=60),
+], ids=["uniform", "noise", "noise 8x8", "noise 12x16", "noise 2000x1500",
+        "slope 28x28", "slope 60x80", "slope 300x300"])
 def test_blank_images_are_refused(image, tmp_path):
     with pytest.raises(ImageError, match="blank"):
         mnist_style(image)
@@ -63,6 +77,15 @@ def test_blank_images_are_refused(image, tmp_path):
     with pytest.raises(ImageError, match="blank.png: no digit found"):
         load_image(tmp_path / "blank.png")
     assert load_image(tmp_path / "blank.png", preprocess=False).shape == (1, 1, 28, 28)
+
+
+def test_blank_colour_images_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        colour = rng.uniform(0, 255, 3) + rng.normal(0, 5, (120, 90, 3))
+        Image.fromarray(colour.clip(0, 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+        with pytest.raises(ImageError, match="blank"):
+            load_image(tmp_path / f"{i}.png")
 
 
 def test_preprocessing_beats_the_plain_resize_on_user_like_images(trained_cnn, sample, tmp_path):
@@ -79,3 +102,143 @@ def test_preprocessing_beats_the_plain_resize_on_user_like_images(trained_cnn, s
         accuracy[preprocess] = (model.predict(images)[0] == labels).mean()
     assert accuracy[True] > accuracy[False] + 0.4, accuracy
     assert accuracy[True] > 0.7, accuracy
+
+
+# --- the blind spots: tiny images, frames, thin strokes, tight crops, colour ------------
+
+def likeness(out, digit):
+    """Correlation of a preprocessed digit with its MNIST original, the better of the
+    two up to a pixel's shift (centring by mass may round either way)."""
+    shifted = (np.roll(out, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    return max(np.corrcoef(s.ravel(), np.ravel(digit))[0, 1] for s in shifted)
+
+
+def tight(digit):
+    """The digit cropped to its ink."""
+    rows, cols = np.nonzero(digit.max(axis=1) > 25)[0], np.nonzero(digit.max(axis=0) > 25)[0]
+    return digit[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def first(sample, label):
+    return sample.test_images[np.nonzero(sample.test_labels == label)[0][0]]
+
+
+@pytest.mark.parametrize("height", [8, 10, 12, 16])
+def test_tiny_images_are_read(height):
+    box = tight(DIGIT)
+    small = Image.fromarray(box).resize((max(8, height * box.shape[1] // box.shape[0]), height),
+                                        Image.BOX)
+    out = mnist_style(255 - np.asarray(small))  # dark on light, as drawn
+    assert likeness(out, DIGIT) > (0.5 if height == 8 else 0.75)
+
+
+def framed_canvas(kind):
+    """DIGIT dark on light paper, with something dark at or near the border."""
+    image = on_canvas(DIGIT, size=(300, 240), at=(80, 50), scale=5, dark_on_light=True)
+    image = image.astype(np.float32) * 0.8 + 30
+    ys, xs = np.mgrid[0:240, 0:300]
+    if kind == "frame at the edge":
+        image[(ys < 12) | (ys >= 228) | (xs < 12) | (xs >= 288)] = 30
+    elif kind == "box drawn a few pixels in":
+        image[6:234, 6:294][(ys[6:234, 6:294] < 9) | (ys[6:234, 6:294] >= 231)
+                            | (xs[6:234, 6:294] < 9) | (xs[6:234, 6:294] >= 291)] = 30
+    elif kind == "desk beyond the paper's edge":
+        image[xs < 60 - ys / 10] = 40
+    else:  # a shadow falling in from the left
+        image *= 1 - 0.6 * np.clip(1 - xs / 80, 0, 1) ** 1.5
+    return image.astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["frame at the edge", "box drawn a few pixels in",
+                                  "desk beyond the paper's edge", "shadow at the border"])
+def test_frames_neither_flip_nor_stay(kind):
+    assert likeness(mnist_style(framed_canvas(kind)), DIGIT) > 0.9
+
+
+def test_steps_show_the_frame_removed():
+    from recognize_digits.preprocess import mnist_style_steps
+
+    steps = dict(mnist_style_steps(framed_canvas("frame at the edge")))
+    with_frame, without = steps["background and noise removed"], steps["frames and paper edges removed"]
+    assert with_frame[:3].max() > 0 and without[:3].max() == 0  # the frame's top is gone
+    inside = (slice(15, -15), slice(15, -15))
+    assert without[inside].sum() > 0 and (without[inside] == with_frame[inside]).all()  # the digit stays
+    assert list(steps)[-1] == "centred by mass in 28x28"
+
+
+@pytest.mark.parametrize("label", [7, 1, 4, 0])
+@pytest.mark.parametrize("thick", [False, True])
+def test_tight_crops_keep_every_stroke(sample, label, thick):
+    digit = first(sample, label)
+    big = Image.fromarray(tight(digit)).resize((tight(digit).shape[1] * 8, tight(digit).shape[0] * 8),
+                                               Image.BILINEAR)
+    if thick:  # a marker: strokes half as thick again
+        big = big.filter(ImageFilter.MaxFilter(9))
+    out = mnist_style((240 - np.asarray(big) * 0.8).astype(np.uint8))
+    assert likeness(out, digit) > 0.85
+    assert max(ink_box(out)) == 20  # nothing along the edges was cut away as a frame
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_thin_lines_on_large_images_survive(seed):
+    image = handwriting.thin_strokes_large(DIGIT, np.random.default_rng(seed))
+    assert likeness(mnist_style(image), DIGIT) > 0.75
+
+
+def test_coloured_ink_of_the_papers_luminance_is_read(tmp_path):
+    red, green = np.array([200, 60, 60]), np.array([60, 130, 60])  # both of luminance 101-102
+    ink = on_canvas(DIGIT)[..., None] / 255
+    Image.fromarray((green + (red - green) * ink).astype(np.uint8)).save(tmp_path / "red.png")
+    assert likeness(load_image(tmp_path / "red.png")[0, 0], DIGIT) > 0.9
+
+
+def test_grey_in_rgb_keeps_the_grey_path(tmp_path):
+    grey = on_canvas(DIGIT, dark_on_light=True)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    Image.fromarray(grey).convert("RGB").save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "rgb.png"), load_image(tmp_path / "grey.png"))
+
+
+def read_all(images, jpeg):
+    """Images loaded as ``predict`` loads them, the JPEG ones from files as a user's
+    would be (a PNG's pixels come back as they were); a refused image is left blank and
+    counted."""
+    inputs, refused = np.zeros((len(images), 1, 28, 28), np.float32), 0
+    for i, image in enumerate(images):
+        file = io.BytesIO()
+        if jpeg:
+            Image.fromarray(image).save(file, "JPEG", quality=90)
+            file.seek(0)
+        try:
+            inputs[i] = load_image(file) if jpeg else to_input(to_grey(Image.fromarray(image)))
+        except ImageError:
+            refused += 1
+    return inputs, refused
+
+
+BLIND_SPOTS = {  # how the images are made, saved as JPEG?, least accuracy, least likeness
+    "tiny": (handwriting.tiny, False, 0.85, 0.85),
+    "framed": (handwriting.framed, True, 0.85, 0.9),
+    "thin strokes, large": (handwriting.thin_strokes_large, False, 0.8, 0.8),
+    "cropped tight, thick": (partial(handwriting.tight_crop, stroke="thick"), True, 0.88, 0.85),
+    "coloured": (handwriting.coloured, False, 0.85, 0.9),
+}
+
+
+@pytest.mark.parametrize("spot", BLIND_SPOTS)
+def test_blind_spots_are_read(trained_cnn, sample, spot):
+    """Measured on these 80 digits with the sample model, the preprocessing of f7e469d
+    against today's: tiny 80% (4 refused) -> 91%, framed 22% -> 95%, thin strokes 45%
+    (4 refused) -> 90%, thick tight crops 84% -> 94%, coloured 51% (33 refused) -> 96%;
+    median likeness today 0.93, 0.97, 0.88, 0.91 (0.78 before), 0.98."""
+    from recognize_digits.infer import InferenceModel
+
+    make, jpeg, least_accuracy, least_likeness = BLIND_SPOTS[spot]
+    rng = np.random.default_rng(1)
+    digits, labels = sample.test_images[:80], sample.test_labels[:80]  # never trained on
+    inputs, refused = read_all([make(digit, rng) for digit in digits], jpeg)
+    accuracy = (InferenceModel(trained_cnn[0]).predict(inputs)[0] == labels).mean()
+    median_likeness = np.median([likeness(x[0], d) for x, d in zip(inputs, digits)])
+    assert refused == 0
+    assert accuracy >= least_accuracy and median_likeness >= least_likeness, (accuracy,
+                                                                              median_likeness)
