@@ -32,6 +32,13 @@ def _validation_option(parser):
                         "of them, 5,000 of MNIST's 60,000); 0 trains on all and keeps the last pass")
 
 
+def _augment_option(parser):
+    parser.add_argument("--augment", action="store_true",
+                        help="train on randomly rotated, scaled, slanted, shifted, thinner and "
+                        "thicker copies of the training digits, for a model that reads users' "
+                        "own digits better (default: off, the chapter's settings)")
+
+
 def _port(text):
     """A TCP port number, 0 (any free port) to 65535."""
     if not text.isdigit() or int(text) > 65535:
@@ -63,6 +70,7 @@ def build_parser():
     _validation_option(p)
     p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--seed", type=int, help="make the run reproducible")
+    _augment_option(p)
     p.add_argument("--resume", action="store_true", help="continue the training that Ctrl-C "
                    "stopped in --save-dir, with the settings it started with")
     p.add_argument("--plot", metavar="PATH", help="also draw the train and test cost curves "
@@ -80,12 +88,16 @@ def build_parser():
     p.add_argument("--out", default="compare", help="folder for the table, the figure and "
                    "the three models (default: compare)")
     p.add_argument("--seed", type=int, default=0, help="the same for all three (default: 0)")
+    _augment_option(p)
     _speed_options(p)
     p.set_defaults(func=_compare)
 
-    p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model")
+    p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model, on "
+                            "MNIST or on your own digits")
     p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     _data_options(p)
+    p.add_argument("--images", metavar="DIR", help="score your own labelled digit images "
+                   "instead: in sub-folders 0 to 9, or each file name starting with its digit")
     p.add_argument("--report", metavar="DIR", help="also write per-class accuracy, the "
                    "confusion matrix and a gallery of the most confident mistakes into DIR")
     _speed_options(p)
@@ -169,7 +181,7 @@ def _train(args):
     train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
           save_dir=args.save_dir, seed=args.seed, validation=args.validation, log=tqdm.write,
           onednn=args.onednn, event_handler=_progress(curves), threads=args.threads,
-          resume=args.resume)
+          resume=args.resume, augment=args.augment)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
                + (f" and the cost curves in {args.plot}" if curves else ""))
 
@@ -189,9 +201,10 @@ def _compare(args):
         runs[name] = train(name, args.epochs, args.batch_size, args.lr, args.device, data=data,
                            save_dir=out / name, seed=args.seed, validation=args.validation,
                            log=tqdm.write, event_handler=_progress(), onednn=args.onednn,
-                           threads=args.threads)
+                           threads=args.threads, augment=args.augment)
     table = (f"Data: {data.source}; {args.epochs} passes, batch {args.batch_size}, Adam "
-             f"{args.lr}, seed {args.seed}.\n\n" + comparison_table(runs))
+             f"{args.lr}, seed {args.seed}{', augmented' if args.augment else ''}.\n\n"
+             + comparison_table(runs))
     replace_file(out / "compare.md", lambda tmp: Path(tmp).write_text(table + "\n"))
     replace_file(out / "accuracy.png", lambda tmp: plot_accuracy(runs).savefig(tmp, dpi=100))
     print(table)
@@ -204,6 +217,8 @@ def _evaluate(args):
     if args.report and Path(args.report).exists() and not Path(args.report).is_dir():
         raise ConfigError(f"{args.report}: is a file, not a folder; choose another --report")
     model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
+    if args.images:
+        return _evaluate_images(model, args.images, args.report)
     data = data_module.load_mnist(args.data_dir, args.sample)
     probs = predict_all(model, data.test_images)
     cost, acc = evaluate(model, data.test_images, data.test_labels, probs)
@@ -214,6 +229,28 @@ def _evaluate(args):
 
         print(write_report(args.report, data.test_images, data.test_labels, probs))
         print(f"Wrote report.json, confusion.png and mistakes.png in {args.report}")
+
+
+def _evaluate_images(model, folder, report):
+    """``evaluate --images``: the model on a user's own labelled digits."""
+    import numpy as np
+
+    from .infer import confusion_matrix, load_labelled_images
+    from .plot import report_tables, write_report
+
+    paths, labels, inputs, skipped = load_labelled_images(folder)
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    probs = model.predict(inputs)[1]
+    accuracy = (probs.argmax(axis=1) == labels).mean()
+    print(f"Accuracy {100 * accuracy:.2f}% on {len(labels)} of your images in {folder}"
+          + (f" ({len(skipped)} skipped)" if skipped else ""))
+    if not report:
+        return print(report_tables(confusion_matrix(labels, probs.argmax(axis=1))))
+    digits = ((inputs[:, 0] + 1) * 127.5).round().astype(np.uint8)  # the 28x28 inputs
+    print(write_report(report, digits, labels, probs, originals=paths))
+    print(f"Wrote report.json, confusion.png and mistakes.png (each mistake as given and "
+          f"as the model saw it) in {report}")
 
 
 def _predict(args):
@@ -242,6 +279,10 @@ def _serve(args):
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); "
                           f"choose another --port") from None
     host, port = server.server_address[:2]
+    if not _trained_with_augmentation(args.model_dir):
+        print(f"Note: this model was trained without --augment, so it reads drawn digits less "
+              f"well; train one for them with 'recognize-digits train --augment --save-dir "
+              f"{args.model_dir}'", flush=True)
     print(f"Draw a digit at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
@@ -249,6 +290,14 @@ def _serve(args):
         pass
     finally:
         server.server_close()
+
+
+def _trained_with_augmentation(model_dir):
+    """What the model's metrics.json says (True when it cannot tell: no note then)."""
+    try:
+        return json.loads((Path(model_dir) / "metrics.json").read_text()).get("augment", False)
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 def _download(args):

@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 
 from .data import batches, normalize
 from .errors import FallbackWarning, ImageError, ModelError, one_line
-from .preprocess import WORK_SIDE, mnist_style
+from .preprocess import WORK_SIDE, colour_to_grey, mnist_style
 from .speed import available_cores, set_onednn
 from .train import MODEL_PREFIX, TEST_BATCH_SIZE, check_positive, select_place
 
@@ -60,7 +60,9 @@ def open_image(path):
             if min(width, height) < MIN_SIDE:
                 raise ImageError(f"{name}: {width}x{height} pixels is too small to hold a "
                                  f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}")
-            im.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a fraction of the size
+            # JPEG: decode at a fraction of the size, in colour (ink and paper may differ
+            # in hue only) and large enough that a thin pen line survives the reduction
+            im.draft(im.mode, (4 * WORK_SIDE, 4 * WORK_SIDE))
             return ImageOps.exif_transpose(im)  # a decoded copy (of the first frame)
     except ImageError:
         raise
@@ -73,15 +75,19 @@ def open_image(path):
 
 
 def to_grey(im):
-    """One 8-bit grey channel: 16-bit and float images scaled, transparency laid on white."""
+    """One 8-bit grey channel: 16-bit and float images scaled, transparency laid on white,
+    colour by the contrast between ink and paper (see
+    :func:`~recognize_digits.preprocess.colour_to_grey`), not by luminance alone."""
     if im.mode.startswith("I") or im.mode == "F":
         values = np.asarray(im, np.float64)
         top = 65535 if im.mode.startswith("I;16") else max(values.max(), 255)
         return Image.fromarray(np.clip(values / top * 255, 0, 255).round().astype(np.uint8))
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
         im = im.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", im.size, "white"), im).convert("L")
-    return im.convert("L")
+        im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im)
+    if im.mode in ("1", "L", "LA", "La"):
+        return im.convert("L")
+    return Image.fromarray(colour_to_grey(np.asarray(im.convert("RGB"))))
 
 
 def to_input(grey, preprocess=True, name="the image"):
@@ -206,3 +212,44 @@ def confusion_matrix(labels, digits):
     confusion = np.zeros((10, 10), np.int64)
     np.add.at(confusion, (labels, digits), 1)
     return confusion
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def load_labelled_images(folder, preprocess=True):
+    """Your own digits, labelled by where they lie: in sub-folders ``0`` to ``9``, or with
+    the digit as the first character of the file name (``3_mine.png``).
+
+    Returns ``(paths, labels, inputs, skipped)``: the inputs ``[N, 1, 28, 28]`` as
+    :func:`load_image` makes them, and ``(path, reason)`` for every image file that
+    could not be read, so one bad file does not spoil the rest.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: no such folder; give a folder of your digit images")
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        parent, first = path.parent.name, path.name[0]
+        if path.parent != folder and len(parent) == 1 and parent.isdigit():
+            found.append((path, int(parent)))
+        elif first.isdigit():
+            found.append((path, int(first)))
+    if not found:
+        raise ImageError(f"{folder}: no labelled images; put them in sub-folders 0 to 9, or "
+                         f"start each file name with its digit (3_mine.png)")
+    paths, labels, inputs, skipped = [], [], [], []
+    for path, label in found:
+        try:
+            inputs.append(load_image(path, preprocess))
+        except ImageError as e:
+            skipped.append((path, str(e).removeprefix(f"{path}: ")))
+            continue
+        paths.append(path)
+        labels.append(label)
+    if not inputs:
+        raise ImageError(f"{folder}: none of its {len(found)} images could be read "
+                         f"({skipped[0][0].name}: {skipped[0][1]})")
+    return paths, np.array(labels, np.int64), np.concatenate(inputs), skipped

@@ -202,12 +202,33 @@ def most_confident_mistakes(labels, probs, count=24):
     return wrong[np.argsort(-probs[wrong, digits[wrong]])][:count]
 
 
-def plot_mistakes(images, labels, probs, count=24):
-    """The most confident mistakes, titled true→predicted and the probability given."""
+def plot_mistakes(images, labels, probs, count=24, originals=None):
+    """The most confident mistakes, titled true→predicted and the probability given.
+
+    With ``originals`` (the image files the 28x28 ``images`` were made from), each
+    mistake is shown twice: the picture as given, and what the model saw.
+    """
     worst = most_confident_mistakes(labels, probs, count)
     digits = probs.argmax(axis=1)
-    return plot_digits(images[worst], labels[worst], columns=8, predictions=[
-        f"{digits[i]} {probs[i, digits[i]]:.2f}" for i in worst])
+    titles = [f"{labels[i]}→{digits[i]} {probs[i, digits[i]]:.2f}" for i in worst]
+    if originals is None:
+        return plot_digits(images[worst], labels[worst], columns=8, predictions=[
+            f"{digits[i]} {probs[i, digits[i]]:.2f}" for i in worst])
+    from .infer import open_image, to_grey
+
+    rows = -(-len(worst) // 4)
+    fig = Figure(figsize=(8 * 0.95, rows * 1.25))
+    for k, (i, title) in enumerate(zip(worst, titles)):
+        picture = to_grey(open_image(originals[i]))
+        picture.thumbnail((96, 96))
+        for j, (shown, caption) in enumerate(((picture, Path(originals[i]).name[:14]),
+                                              (np.asarray(images[i]).reshape(28, 28), title))):
+            ax = fig.add_subplot(rows, 8, 2 * k + j + 1)
+            ax.imshow(shown, cmap="gray")
+            ax.set_title(caption, fontsize=7)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
 
 
 def plot_preprocessing(gray):
@@ -227,32 +248,44 @@ def plot_preprocessing(gray):
     return fig
 
 
-def write_report(folder, images, labels, probs, mistakes=24):
+def write_report(folder, images, labels, probs, mistakes=24, originals=None):
     """Per-class accuracy, the confusion matrix and the most confident mistakes, as
     ``report.json``, ``confusion.png`` and ``mistakes.png`` in ``folder``; returns the
-    text tables."""
+    text tables. ``originals``: the image files behind ``images``, shown beside them."""
     from .infer import confusion_matrix
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     digits = probs.argmax(axis=1)
     confusion = confusion_matrix(labels, digits)
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    counts = confusion.sum(axis=1)
+    per_class = [confusion[d, d] / counts[d] if counts[d] else None for d in range(10)]
     worst = most_confident_mistakes(labels, probs, mistakes)
     write_json(folder / "report.json", {
         "images": len(labels), "accuracy": float((digits == labels).mean()),
-        "per_class_accuracy": {str(d): float(a) for d, a in enumerate(per_class)},
+        "per_class_accuracy": {str(d): a if a is None else float(a)
+                               for d, a in enumerate(per_class)},
         "confusion": confusion.tolist(),
         "most_confident_mistakes": [{"index": int(i), "true": int(labels[i]),
                                      "predicted": int(digits[i]),
-                                     "probability": float(probs[i, digits[i]])} for i in worst]})
+                                     "probability": float(probs[i, digits[i]]),
+                                     **({"image": str(originals[i])} if originals else {})}
+                                    for i in worst]})
     replace_file(folder / "confusion.png",
                  lambda tmp: plot_confusion(confusion).savefig(tmp, dpi=100))
     if len(worst):
         replace_file(folder / "mistakes.png", lambda tmp: plot_mistakes(
-            images, labels, probs, mistakes).savefig(tmp, dpi=100))
+            images, labels, probs, mistakes, originals).savefig(tmp, dpi=100))
+    return report_tables(confusion)
+
+
+def report_tables(confusion):
+    """Per-digit accuracy and the confusion matrix as text tables."""
+    counts = confusion.sum(axis=1)
     rows = [f"{'digit':>17} " + " ".join(f"{d:>5}" for d in range(10)),
-            f"{'accuracy (%)':>17} " + " ".join(f"{100 * a:5.1f}" for a in per_class),
+            f"{'accuracy (%)':>17} " + " ".join(
+                f"{100 * confusion[d, d] / counts[d]:5.1f}" if counts[d] else "    -"
+                for d in range(10)),
             "", "true \\ predicted " + " ".join(f"{d:>5}" for d in range(10))]
     rows += [f"{t:>17} " + " ".join(f"{n:>5}" for n in row) for t, row in enumerate(confusion)]
     return "\n".join(rows)

@@ -4,7 +4,9 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recognize_digits import cli, data
@@ -242,3 +244,63 @@ def test_resume_follows_the_checkpoints_settings(sample, tmp_path, monkeypatch, 
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert (metrics["model"], metrics["batch_size"], len(metrics["passes"])) == ("softmax", 32, 2)
     assert "Resuming softmax at pass 0, batch 6" in capsys.readouterr().out
+
+
+def test_evaluate_your_own_folder_of_digits(cli_model, sample, tmp_path, capsys):
+    from PIL import Image
+
+    from recognize_digits.handwriting import user_like
+
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "mine"
+    for i in range(30):  # half in sub-folders 0-9, half named after their digit
+        digit, label = sample.test_images[i], int(sample.test_labels[i])
+        path = folder / str(label) / f"scan{i}.png" if i % 2 else folder / f"{label}_photo{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(user_like(digit, rng)).save(path)
+    (folder / "notes.txt").write_text("not an image, not labelled: ignored")
+    (folder / "7_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # labelled but unreadable
+
+    assert cli.main(["evaluate", "--model-dir", str(cli_model[0]), "--images", str(folder),
+                     "--report", str(tmp_path / "r")]) == 0
+    out, err = capsys.readouterr()
+    assert re.search(r"Accuracy \d+\.\d\d% on 30 of your images in .* \(1 skipped\)", out)
+    assert "skipped" in err and "7_broken.png" in err and "cannot read it as an image" in err
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["images"] == 30
+    assert [sum(row) for row in report["confusion"]] == np.bincount(
+        sample.test_labels[:30], minlength=10).tolist()
+    for mistake in report["most_confident_mistakes"]:
+        assert mistake["true"] != mistake["predicted"] and Path(mistake["image"]).is_file()
+    if report["most_confident_mistakes"]:
+        assert (tmp_path / "r" / "mistakes.png").is_file()
+    assert "accuracy (%)" in out and "true \\ predicted" in out
+
+
+def test_evaluate_images_needs_labelled_images(cli_model, tmp_path, capsys):
+    (tmp_path / "unlabelled.png").write_bytes(b"")
+    for folder, message in ((tmp_path, "no labelled images; put them in sub-folders 0 to 9"),
+                            (tmp_path / "none", "no such folder")):
+        assert cli.main(["evaluate", "--model-dir", str(cli_model[0]), "--images",
+                         str(folder)]) == 1
+        assert message in capsys.readouterr().err
+
+
+def test_serve_says_when_its_model_was_not_trained_for_your_digits(cli_model, tmp_path,
+                                                                   monkeypatch, capsys):
+    import shutil
+    from http.server import ThreadingHTTPServer
+
+    def stop_at_once(self, *args, **kwargs):  # as if Ctrl-C came right after the start
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ThreadingHTTPServer, "serve_forever", stop_at_once)
+    augmented = tmp_path / "augmented"
+    shutil.copytree(cli_model[0], augmented)
+    metrics = json.loads((augmented / "metrics.json").read_text())
+    (augmented / "metrics.json").write_text(json.dumps({**metrics, "augment": True}))
+    for model_dir, noted in ((cli_model[0], True), (augmented, False)):
+        assert cli.main(["serve", "--model-dir", str(model_dir), "--port", "0"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[-1].startswith("Draw a digit at http://127.0.0.1:")
+        assert (len(lines) == 2 and "trained without --augment" in lines[0]) is noted
