@@ -115,7 +115,7 @@ def main():
                         help="which half of the non-MNIST sources (default: report)")
     parser.add_argument("--count", type=int, default=1000, help="images per source")
     parser.add_argument("--sources", default="mnist," + ",".join(sources.SOURCES),
-                        help="comma-separated, of mnist,%(default)s")
+                        help="comma-separated (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     parser.add_argument("--keep", help="write the images into this folder (else a temporary one)")
