@@ -136,17 +136,22 @@ def _ink(x, noise=0):
 
 def _background(x):
     """The background's level everywhere: the darkest value of each cell of a grid,
-    opened (the darkest of each cell's neighbours, for a thick stroke may fill a cell but
-    never three in a row; then the brightest of those, which keeps a slope of light that
-    the darkest alone would lower), spread smoothly over the image. Cells are about 32
-    pixels, so a small image has few (one, if need be)."""
+    spread smoothly over the image. A cell that a thick stroke fills, near the ink's
+    level, takes the level of the nearest cell that none fills instead. Only such
+    cells: a soft shadow or a slope of light is far fainter than ink, and the grid must
+    follow it (else it is kept as ink, grey blobs that shrink the digit), so cells are
+    only about 16 pixels (8 a side at most; a small image has few, one if need be)."""
     h, w = x.shape
-    cells = int(np.clip(round(min(h, w) / 32), 1, 8))
+    cells = int(np.clip(round(min(h, w) / 16), 1, 8))
     ys = np.linspace(0, h, cells + 1).astype(int)
     xs = np.linspace(0, w, cells + 1).astype(int)
     grid = np.array([[np.percentile(x[ys[i]:ys[i + 1], xs[j]:xs[j + 1]], 2)
                       for j in range(cells)] for i in range(cells)], np.float32)
-    grid = ndimage.grey_opening(grid, 3, mode="nearest")
+    filled = grid - grid.min() > 0.6 * (np.percentile(x, 99.5) - grid.min())
+    if filled.any():  # (the darkest cell never is)
+        nearest = ndimage.distance_transform_edt(filled, return_distances=False,
+                                                 return_indices=True)
+        grid = grid[tuple(nearest)]
     return np.asarray(Image.fromarray(grid, "F").resize((w, h), Image.BILINEAR))
 
 

@@ -242,3 +242,20 @@ def test_blind_spots_are_read(trained_cnn, sample, spot):
     assert refused == 0
     assert accuracy >= least_accuracy and median_likeness >= least_likeness, (accuracy,
                                                                               median_likeness)
+
+
+@pytest.mark.parametrize("light", ["soft shadow beside the digit", "slope of light"])
+def test_soft_shadows_and_uneven_light_are_not_ink(light):
+    """A photo's soft shadow on the paper, or a strong slope of light, is background: on
+    a small picture it once filled the box as grey blobs and shrank the digit."""
+    image = on_canvas(DIGIT, size=(90, 80), at=(30, 12), scale=2, dark_on_light=True)
+    image = image.astype(np.float32) * 0.6 + 90  # ink 90, paper 243
+    ys, xs = np.mgrid[0:80, 0:90] / 90
+    if light == "slope of light":
+        image += 40 * ys + 40 * xs - 40  # as strong as sources.photograph makes it
+    else:
+        image -= 45 * np.exp(-((ys - 0.5) ** 2 + (xs - 0.2) ** 2) / 0.3 ** 2)
+    image += np.random.default_rng(0).normal(0, 3, image.shape)
+    out = mnist_style(image.clip(0, 255).astype(np.uint8))
+    assert likeness(out, DIGIT) > 0.9
+    assert max(ink_box(out)) == 20 and out[:, :4].max() == 0  # nothing left of the shadow
