@@ -66,20 +66,6 @@ def old_preprocessing(revision=OLD):
     return load
 
 
-def make_images(make, jpeg, digits, folder, rng):
-    paths = []
-    for i, digit in enumerate(digits):
-        image = Image.fromarray(make(digit, rng))
-        if rng.random() < jpeg:
-            path = folder / f"{i:04d}.jpg"
-            image.save(path, quality=int(rng.integers(60, 96)))
-        else:
-            path = folder / f"{i:04d}.png"
-            image.save(path)
-        paths.append(path)
-    return paths
-
-
 def inputs(load, paths):
     """The model's inputs and which images were refused (their input left blank)."""
     out, refused = np.zeros((len(paths), 1, 28, 28), np.float32), np.zeros(len(paths), bool)
@@ -113,7 +99,8 @@ def main():
         rng = np.random.default_rng([args.seed, k])
         pick = rng.choice(indices, args.count, replace=False)
         with tempfile.TemporaryDirectory() as folder:
-            paths = make_images(make, jpeg, mnist.test_images[pick], Path(folder), rng)
+            paths = handwriting.save_user_like(mnist.test_images[pick], Path(folder), rng, make,
+                                               jpeg)
             for way, load in ways.items():
                 x, refused = inputs(load, paths)
                 for d, model in models.items():

@@ -39,12 +39,14 @@ def user_like(digit, rng):
     return image.clip(0, 255).astype(np.uint8)
 
 
-def save_user_like(digits, folder, rng):
-    """Write ``user_like`` images of ``digits`` to ``folder`` as JPEG or PNG; their paths."""
+def save_user_like(digits, folder, rng, make=user_like, jpeg=0.6):
+    """Write ``make(digit, rng)`` images of ``digits`` (``user_like`` ones by default) to
+    ``folder``, a share ``jpeg`` of them as JPEG of random quality, the rest as PNG; their
+    paths."""
     paths = []
     for i, digit in enumerate(digits):
-        image = Image.fromarray(user_like(digit, rng))
-        if rng.random() < 0.6:
+        image = Image.fromarray(make(digit, rng))
+        if rng.random() < jpeg:
             path = folder / f"{i:05d}.jpg"
             image.save(path, quality=int(rng.integers(60, 96)))
         else:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import recognize_digits  # noqa: F401  (quietens Paddle's logging before it is imported)
-from recognize_digits.data import ENV_VAR, load_mnist
+from recognize_digits.data import ENV_VAR, MNIST, load_mnist
 from recognize_digits.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +76,14 @@ def full_mnist_dir():
     """The full MNIST folder named by the environment, or None."""
     folder = os.environ.get(ENV_VAR)
     return Path(folder) if folder and Path(folder).is_dir() else None
+
+
+def quiet(**kwargs):
+    """train() options that silence its event handler and log."""
+    return dict(event_handler=lambda event: None, log=lambda *a: None, **kwargs)
+
+
+def subset(mnist, n_train, n_test=200):
+    """The first ``n_train`` training and ``n_test`` test images of ``mnist``."""
+    return MNIST(mnist.train_images[:n_train], mnist.train_labels[:n_train],
+                 mnist.test_images[:n_test], mnist.test_labels[:n_test], mnist.source)

@@ -7,21 +7,14 @@ import pytest
 
 from recognize_digits import augment as augmentation
 from recognize_digits.augment import augment, change_strokes, warp
-from recognize_digits.data import MNIST, batches, normalize
+from recognize_digits.data import batches, normalize
 from recognize_digits.errors import TrainingInterrupted
 from recognize_digits.train import StepEvent, train
 
+from conftest import quiet, subset
+
 # the module (the package's own `train` attribute is the function)
 training = importlib.import_module("recognize_digits.train")
-
-
-def quiet(**kwargs):
-    return dict(event_handler=lambda event: None, log=lambda *a: None, **kwargs)
-
-
-def subset(mnist, n_train, n_test=200):
-    return MNIST(mnist.train_images[:n_train], mnist.train_labels[:n_train],
-                 mnist.test_images[:n_test], mnist.test_labels[:n_test], mnist.source)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
-from recognize_digits.data import MNIST, batches, load_mnist
+from recognize_digits.data import batches, load_mnist
 from recognize_digits.errors import ConfigError
 from recognize_digits.infer import InferenceModel, evaluate
 from recognize_digits import speed
@@ -16,19 +16,10 @@ from recognize_digits.errors import TrainingInterrupted
 from recognize_digits.speed import use_onednn_convolutions
 from recognize_digits.train import PassEvent, Programs, StepEvent, select_place, train
 
-from conftest import full_mnist_dir
+from conftest import full_mnist_dir, quiet, subset
 
 # the module (the package's own `train` attribute is the function); its test() is no pytest test
 training = importlib.import_module("recognize_digits.train")
-
-
-def quiet(**kwargs):
-    return dict(event_handler=lambda event: None, log=lambda *a: None, **kwargs)
-
-
-def subset(mnist, n_train, n_test=200):
-    return MNIST(mnist.train_images[:n_train], mnist.train_labels[:n_train],
-                 mnist.test_images[:n_test], mnist.test_labels[:n_test], mnist.source)
 
 
 def test_training_lowers_the_loss(trained_cnn):
