@@ -409,11 +409,12 @@ def read_checkpoint(save_dir):
     try:
         state = json.loads(path.read_text())
         state["metrics"].setdefault("augment", False)  # saved before augmentation existed
-        [state["metrics"][k] for k in SETTINGS]
-        return state
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"{save_dir}: no checkpoint to resume from; start a new training "
-                          f"without --resume") from None
+        if all(k in state["metrics"] for k in SETTINGS):
+            return state
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # missing or not a checkpoint of this package
+    raise ConfigError(f"{save_dir}: no checkpoint to resume from; start a new training "
+                      f"without --resume")
 
 
 def inference_program(programs, scope):
