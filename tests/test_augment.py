@@ -36,6 +36,13 @@ def test_the_same_seed_gives_the_same_batch_and_another_seed_another(digits):
     assert np.array_equal(batch, digits[:64])  # the input is left as it was
 
 
+def test_about_half_of_each_batch_is_left_as_it_was(digits):
+    out = augment(digits, np.random.default_rng(6))
+    same = (out == digits).all(axis=(1, 2, 3))
+    assert 0.4 < same.mean() < 0.6  # the model keeps seeing MNIST's own digits too
+    assert augmentation.KEEP == 0.5
+
+
 def test_shape_dtype_and_range_are_kept(digits):
     out = augment(digits, np.random.default_rng(0))
     assert out.shape == digits.shape and out.dtype == np.float32
