@@ -15,7 +15,9 @@ after a warm-up, and its peak memory:
 - PyTorch: the same network in PyTorch eager mode (skipped when torch is missing).
 
 Then evaluation and prediction speed, import time and the time of a whole
-``recognize-digits predict`` process.
+``recognize-digits predict`` process; and, taking turns, a whole one-pass
+``recognize-digits train --model cnn --epochs 1`` process against the same work in a
+PyTorch process (``benchmarks/pytorch_lenet.py``, 2 threads).
 """
 
 import argparse
@@ -72,7 +74,8 @@ def run_project(data, steps):
     return (len(times) - WARMUP) * 64 / (times[-1] - times[WARMUP - 1])
 
 
-def _plain_programs():
+def plain_programs():
+    """The plain-layer baseline's programs, initialised, and its executor."""
     import paddle
     import paddle.nn.functional as F
     from paddle import nn
@@ -89,6 +92,11 @@ def _plain_programs():
     programs = Programs("cnn", seed=0)
     exe = paddle.static.Executor(paddle.CPUPlace())
     exe.run(programs.startup)
+    return programs, exe
+
+
+def _plain_step():
+    programs, exe = plain_programs()
 
     def step(x, y):
         exe.run(programs.main, feed={"img": x, "label": y},
@@ -97,7 +105,7 @@ def _plain_programs():
 
 
 def run_plain(data, steps):
-    return _timed_steps(_plain_programs(), _numpy_batches(data, steps), steps)
+    return _timed_steps(_plain_step(), _numpy_batches(data, steps), steps)
 
 
 def run_chapter(data, steps):
@@ -106,7 +114,7 @@ def run_chapter(data, steps):
 
     from recognize_digits.data import normalize
 
-    step = _plain_programs()
+    step = _plain_step()
 
     def reader():  # what paddle.dataset.mnist.train() yields: one sample at a time
         for image, label in zip(data.train_images, data.train_labels):
@@ -275,6 +283,35 @@ def main():
             spawn(*cmd)
             runs.append(time.perf_counter() - start)
         print(f"| {name} (median of 3) | {statistics.median(runs):.2f} s |")
+    whole_process(args.data_dir, args.rounds)
+
+
+def whole_process(data_dir, rounds):
+    """One-pass training as a whole process, the package's and PyTorch's, taking turns."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or not data_dir:
+        return print("\nwhole process against PyTorch: skipped (it needs torch and --data-dir)")
+    with tempfile.TemporaryDirectory() as out:
+        commands = {
+            "recognize-digits train --model cnn --epochs 1": [
+                "-m", "recognize_digits", "train", "--model", "cnn", "--epochs", "1",
+                "--seed", "0", "--save-dir", f"{out}/model", "--data-dir", data_dir],
+            "PyTorch, the same work (benchmarks/pytorch_lenet.py)": [
+                "benchmarks/pytorch_lenet.py", "--data-dir", data_dir, "--save", f"{out}/net.pt"]}
+        times = {name: [] for name in commands}
+        for _ in range(rounds):
+            for name, cmd in commands.items():
+                start = time.perf_counter()
+                _, err = spawn(*cmd)
+                if err:
+                    return print(f"\nwhole process: {name} failed: {err}")
+                times[name].append(time.perf_counter() - start)
+    print(f"\n| whole process, one pass (median of {rounds}) | seconds |\n|---|---|")
+    for name, runs in times.items():
+        print(f"| {name} | {statistics.median(runs):.2f} |")
+    package, torch = (statistics.median(runs) for runs in times.values())
+    print(f"| PyTorch's time / the package's | {torch / package:.2f}x |")
 
 
 if __name__ == "__main__":

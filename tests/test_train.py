@@ -13,7 +13,7 @@ from recognize_digits.errors import ConfigError
 from recognize_digits.infer import InferenceModel, evaluate
 from recognize_digits import speed
 from recognize_digits.errors import TrainingInterrupted
-from recognize_digits.speed import use_onednn_convolutions
+from recognize_digits.speed import use_onednn_kernels
 from recognize_digits.train import PassEvent, Programs, StepEvent, select_place, train
 
 from conftest import full_mnist_dir, quiet, subset
@@ -141,7 +141,7 @@ def test_batch_norm_uses_running_statistics_at_test_time(sample, onednn):
         scope = paddle.static.global_scope()
         exe.run(programs.startup)
         if onednn:
-            use_onednn_convolutions(programs.main)
+            use_onednn_kernels(programs.main)
         mean_name = next(p.name for p in programs.main.global_block().all_parameters()
                          if p.stop_gradient and "batch_norm" in p.name)
 
@@ -187,19 +187,34 @@ def test_onednn_convolutions_train_like_plain_kernels(sample, tmp_path):
     np.testing.assert_allclose(fast_probs, plain_probs, atol=1e-4)
 
 
-def test_onednn_rewrites_only_the_convolutions():
+def test_onednn_rewrites_only_the_convolutions_and_the_pooling():
     paddle.enable_static()
     programs = Programs("cnn", seed=0)
     exe = paddle.static.Executor(paddle.CPUPlace())
     with paddle.static.scope_guard(paddle.static.Scope()):
         exe.run(programs.startup)
         before = [op.name() for op in programs.main.global_block().ops]
-        use_onednn_convolutions(programs.main)
+        use_onednn_kernels(programs.main)
     after = [op.name() for op in programs.main.global_block().ops]
     assert after.count("onednn_op.conv2d") == 2 and "pd_op.conv2d" not in after
     # the image's convolution keeps the plain backward: it needs no input gradient
     assert after.count("onednn_op.conv2d_grad") == 1 and after.count("pd_op.conv2d_grad") == 1
-    assert [n for n in after if "conv2d" not in n] == [n for n in before if "conv2d" not in n]
+    # the pooling's forward only: oneDNN's pooling gradient fails in PIR
+    assert after.count("onednn_op.pool2d") == 2 and "pd_op.pool2d" not in after
+    assert after.count("pd_op.pool2d_grad") == 2
+    assert ([n.replace("onednn_op.pool2d", "pd_op.pool2d") for n in after if "conv2d" not in n]
+            == [n for n in before if "conv2d" not in n])
+    assert not any("onednn" in op.name() for op in programs.test.global_block().ops)
+
+
+def test_the_test_passes_run_on_onednn_and_the_saved_program_stays_plain():
+    paddle.enable_static()
+    programs = Programs("cnn", seed=0)
+    assert programs.evaluation[0] is programs.test  # the plain path tests on the test program
+    assert speed.speed_up(programs, paddle.static.Executor(paddle.CPUPlace())) is None
+    fast = [op.name() for op in programs.evaluation[0].global_block().ops]
+    assert fast.count("onednn_op.conv2d") == 2 and "pd_op.conv2d" not in fast
+    assert fast.count("onednn_op.pool2d") == 2
     assert not any("onednn" in op.name() for op in programs.test.global_block().ops)
 
 
@@ -330,7 +345,7 @@ def test_a_failing_fast_path_falls_back_to_the_plain_kernels(sample, tmp_path, m
     def broken_rewrite(program):  # as if a later Paddle renamed an attribute of conv2d
         raise ValueError("attribute 'paddings' not found in pd_op.conv2d")
 
-    monkeypatch.setattr(speed, "use_onednn_convolutions", broken_rewrite)
+    monkeypatch.setattr(speed, "use_onednn_kernels", broken_rewrite)
     events, lines = [], []
     metrics = train("cnn", epochs=1, data=data, save_dir=tmp_path / "fallback", seed=3,
                     event_handler=events.append, log=lines.append)
@@ -343,7 +358,7 @@ def test_a_failing_fast_path_falls_back_to_the_plain_kernels(sample, tmp_path, m
 
 
 def test_a_fast_path_that_fails_when_run_falls_back_too(sample, tmp_path, monkeypatch):
-    original = speed.use_onednn_convolutions
+    original = speed.use_onednn_kernels
 
     def rewrite_then_break(program):  # accepted by the rewrite, refused by the executor
         original(program)
@@ -358,7 +373,7 @@ def test_a_fast_path_that_fails_when_run_falls_back_too(sample, tmp_path, monkey
     data = subset(sample, 320, 100)
     plain = train("cnn", epochs=1, data=data, save_dir=tmp_path / "plain", seed=3, onednn=False,
                   **quiet())
-    monkeypatch.setattr(speed, "use_onednn_convolutions", rewrite_then_break)
+    monkeypatch.setattr(speed, "use_onednn_kernels", rewrite_then_break)
     lines = []
     metrics = train("cnn", epochs=1, data=data, save_dir=tmp_path / "fallback", seed=3,
                     event_handler=lambda event: None, log=lines.append)
