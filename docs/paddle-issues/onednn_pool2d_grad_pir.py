@@ -18,8 +18,8 @@ Seen with Paddle 3.3.1 (CPU build, oneDNN inside):
 So oneDNN's pooling gradient works on its own, but not fed by a oneDNN convolution (its
 input and its forward output then come in oneDNN's layout). The package's workaround:
 the pooling's forward runs on oneDNN, its gradient on Paddle's plain kernel
-(``recognize_digits.speed.use_onednn_kernels``): LeNet-5 steps about 1.15x faster,
-losses equal to the plain kernels'. The oneDNN op also wants attributes its plain twin
+(``recognize_digits.speed.use_onednn_kernels``): the pooling takes 0.3 ms a LeNet-5
+step instead of 0.9, with losses equal to the plain kernels'. The oneDNN op also wants attributes its plain twin
 does not have (``use_quantizer``, ``mkldnn_data_type``, ``onednn_data_type``,
 ``is_test``), and its gradient the window as an attribute, not an input.
 """
