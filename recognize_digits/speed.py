@@ -89,9 +89,9 @@ def use_onednn_kernels(program):
 
     oneDNN's kernels use all cores where Paddle's own run on one: the convolutions make
     a LeNet-5 step about twice as fast, and the pooling takes 0.3 ms a step instead of
-    0.9. Turning oneDNN on for the whole program (``FLAGS_use_mkldnn``) is not an option in Paddle
-    3.3's PIR training: the pooling gradient fails, softmax gradients go wrong with the
-    in-place pass, and batch-norm statistics are never updated. Paddle inserts the
+    0.9. Turning oneDNN on for the whole program (``FLAGS_use_mkldnn``) is not an option
+    in Paddle 3.3's PIR training: the pooling gradient fails, softmax gradients go wrong
+    with the in-place pass, and batch-norm statistics are never updated. Paddle inserts the
     layout conversions around the rewritten ops itself; the tests check that losses,
     parameters and batch-norm statistics match the plain kernels. Call it after the
     executor has run once (that registers the oneDNN dialect) and before ``program`` runs.
