@@ -1,6 +1,7 @@
 """Train the three models with the chapter's settings and print their test accuracy.
 
     python benchmarks/accuracy.py --data-dir ../shared/mnist [--seeds 0 1 2] [--models cnn]
+        [--graph static|dynamic]
 
 Each run is 5 passes, batch 64, Adam 0.001. 5,000 training images are held out; the
 pass with the lowest validation cost is the run's model, and its test accuracy is the
@@ -27,11 +28,12 @@ def main():
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--graph", choices=["static", "dynamic"], default="static")
     args = parser.parse_args()
 
     data = load_mnist(args.data_dir)
     print(f"data: {data.source}; {args.epochs} passes, batch 64, Adam 0.001, best pass by "
-          f"validation cost; seeds {args.seeds}")
+          f"validation cost; seeds {args.seeds}; {args.graph} graph")
     rows = []
     for name in args.models:
         accs, seconds, best_passes = [], [], []
@@ -39,7 +41,8 @@ def main():
             with tempfile.TemporaryDirectory() as save_dir:
                 start = time.perf_counter()
                 m = train(name, epochs=args.epochs, data=data, save_dir=save_dir, seed=seed,
-                          event_handler=lambda event: None, log=lambda *a: None)
+                          graph=args.graph, event_handler=lambda event: None,
+                          log=lambda *a: None)
             best = m["passes"][m["best_pass"]]
             accs.append(100 * best["test_acc"])
             best_passes.append(m["best_pass"])

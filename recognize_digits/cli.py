@@ -71,6 +71,10 @@ def build_parser():
     p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--seed", type=int, help="make the run reproducible")
     _augment_option(p)
+    p.add_argument("--graph", choices=["static", "dynamic"], default="static",
+                   help="static: a program run by an executor, as the chapter teaches; "
+                   "dynamic: the same network as a paddle.nn.Layer run eagerly, saved with "
+                   "paddle.jit.save (default: static)")
     p.add_argument("--resume", action="store_true", help="continue the training that Ctrl-C "
                    "stopped in --save-dir, with the settings it started with")
     p.add_argument("--plot", metavar="PATH", help="also draw the train and test cost curves "
@@ -181,7 +185,7 @@ def _train(args):
     train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
           save_dir=args.save_dir, seed=args.seed, validation=args.validation, log=tqdm.write,
           onednn=args.onednn, event_handler=_progress(curves), threads=args.threads,
-          resume=args.resume, augment=args.augment)
+          resume=args.resume, augment=args.augment, graph=args.graph)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
                + (f" and the cost curves in {args.plot}" if curves else ""))
 

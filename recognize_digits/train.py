@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from .augment import augment as augment_batch
 from .data import batches, load_mnist
 from .errors import ConfigError, DivergedError, TrainingInterrupted
-from .models import MODELS, count_parameters
+from .models import MODELS, count_parameters, loss_and_accuracy
 from . import speed
+from .dynamic import DynamicTraining, dynamic_mode
 from .storage import carry_over, exclusive, new_folder, recover_folder, replace_folder, write_json
 
 DEFAULT_SAVE_DIR = "recognize_digits.inference.model"
@@ -70,9 +70,7 @@ def train_program(model="cnn"):
     img = paddle.static.data("img", [-1, 1, 28, 28], "float32")
     label = paddle.static.data("label", [-1, 1], "int64")
     predict = builder(img)
-    cost = F.cross_entropy(predict, label, use_softmax=False)
-    avg_cost = paddle.mean(cost)
-    acc = paddle.metric.accuracy(predict, label)
+    avg_cost, acc = loss_and_accuracy(predict, label)
     return predict, [avg_cost, acc]
 
 
@@ -191,7 +189,7 @@ def test(exe, programs, images, labels):
 def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="auto",
           data_dir=None, sample=False, data=None, save_dir=DEFAULT_SAVE_DIR, seed=None,
           validation=None, event_handler=None, log=print, onednn=None, threads=None,
-          resume=False, augment=False):
+          resume=False, augment=False, graph="static"):
     """Train ``model`` and keep the inference model of its best pass in ``save_dir``.
 
     ``data`` (an :class:`~recognize_digits.data.MNIST`) overrides ``data_dir``/``sample``.
@@ -206,18 +204,21 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     it is used where it works). Ctrl-C stops training after the current batch (or test
     pass, or save) with a checkpoint in ``save_dir/checkpoint``; ``resume=True``
     continues from it, with the settings it was started with, exactly as if it had not
-    stopped. Returns the metrics also written to ``save_dir/metrics.json``.
+    stopped. ``graph="dynamic"`` trains the same network as a ``paddle.nn.Layer`` run
+    eagerly (see :mod:`.dynamic`), everything else alike. Returns the metrics also
+    written to ``save_dir/metrics.json``.
     """
     run = prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads,
-                  data or (data_dir, sample), save_dir, resume, augment)
+                  data or (data_dir, sample), save_dir, resume, augment, graph)
     handler = event_handler or (lambda event: log_every_100(event, log))
-    with exclusive(save_dir), paddle.static.scope_guard(paddle.static.Scope()), \
-            StopOnCtrlC() as ctrl_c:
+    mode = dynamic_mode() if run.graph == "dynamic" else paddle.static.scope_guard(
+        paddle.static.Scope())
+    with exclusive(save_dir), mode, StopOnCtrlC() as ctrl_c:
         start(run, onednn, threads, log)
         for pass_id in range(run.pass_id, run.epochs):
             train_cost, train_acc = run_pass(run, pass_id, handler, ctrl_c)
-            val_cost, val_acc = test(run.exe, run.programs, *run.validation)
-            test_cost, test_acc = test(run.exe, run.programs, *run.test)
+            val_cost, val_acc = evaluate(run, *run.validation)
+            test_cost, test_acc = evaluate(run, *run.test)
             event = PassEvent(pass_id, train_cost, train_acc, val_cost, val_acc,
                               test_cost, test_acc, time.perf_counter() - run.pass_start)
             keep_best_pass(run, event)
@@ -227,7 +228,9 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     return finish(run, log)
 
 
-SETTINGS = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation", "augment")
+SETTINGS = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation", "augment",
+            "graph")
+GRAPHS = ("static", "dynamic")
 
 
 class Run:
@@ -235,14 +238,16 @@ class Run:
 
 
 def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads, data,
-            save_dir, resume, augment=False):
+            save_dir, resume, augment=False, graph="static"):
     """Check every setting before any work, load the data and hold out the validation set;
     on ``resume``, take the settings and the position from the checkpoint."""
     run, state = Run(), read_checkpoint(save_dir) if resume else None
     if state:
-        model, epochs, batch_size, learning_rate, seed, validation, augment = (
+        model, epochs, batch_size, learning_rate, seed, validation, augment, graph = (
             state["metrics"][k] for k in SETTINGS)
     check_model(model)
+    if graph not in GRAPHS:
+        raise ConfigError(f"graph must be 'static' or 'dynamic', got {graph!r}")
     check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                    threads=threads)
     if seed is not None and not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31):
@@ -259,19 +264,34 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
         seed = int.from_bytes(os.urandom(4), "little") >> 1
     run.model, run.epochs, run.batch_size, run.learning_rate, run.seed, run.augment = (
         model, epochs, batch_size, learning_rate, seed, bool(augment))
+    run.graph = graph
     run.rng, run.state = np.random.default_rng(seed), state
     run.metrics = state["metrics"] if state else {
         "model": model, "epochs": epochs, "batch_size": batch_size,
         "learning_rate": learning_rate, "seed": seed, "validation": held_out,
-        "augment": run.augment, "chosen_by": "validation cost" if held_out else "last pass",
+        "augment": run.augment, "graph": graph, "chosen_by": "validation cost" if held_out else "last pass",
         "device": str(run.place), "data": data.source, "passes": [], "best_pass": None}
     run.pass_id = state["pass_id"] if state else 0
     return run
 
 
 def start(run, onednn, threads, log):
-    """Build the programs, put them on the fast path where it works, initialise the
-    parameters, and on resume load them (and Adam's moments) from the checkpoint."""
+    """Build the programs (or, in dynamic mode, the Layer), put them on the fast path
+    where it works, initialise the parameters, and on resume load them (and Adam's
+    moments) from the checkpoint."""
+    if run.graph == "dynamic":
+        run.dynamic = DynamicTraining(run.model, run.learning_rate, run.seed, run.place)
+        run.metrics.update(onednn=False, parameters=run.dynamic.count_parameters())
+        if run.state:
+            run.dynamic.load_checkpoint(run.save_dir / "checkpoint" / "train")
+    else:
+        start_static(run, onednn, threads, log)
+    if run.state:
+        run.rng.bit_generator.state = run.state["rng"]
+        log(f"Resuming {run.model} at pass {run.pass_id}, batch {run.state['batch_id']}")
+
+
+def start_static(run, onednn, threads, log):
     paddle.enable_static()
     paddle.seed(run.seed)
     run.exe = paddle.static.Executor(run.place)
@@ -293,8 +313,22 @@ def start(run, onednn, threads, log):
     run.exe.run(run.programs.startup)
     if run.state:
         paddle.static.load(run.programs.main, str(run.save_dir / "checkpoint" / "train"), run.exe)
-        run.rng.bit_generator.state = run.state["rng"]
-        log(f"Resuming {run.model} at pass {run.pass_id}, batch {run.state['batch_id']}")
+
+
+def step(run, x, y):
+    """One training step on a batch: its mean cost and accuracy."""
+    if run.graph == "dynamic":
+        return run.dynamic.step(x, y)
+    cost, acc = run.exe.run(run.programs.main, feed={"img": x, "label": y},
+                            fetch_list=[run.programs.avg_cost, run.programs.acc])
+    return float(cost), float(acc)
+
+
+def evaluate(run, images, labels):
+    """A test pass over ``images`` (None, None if there are none)."""
+    if run.graph == "dynamic" and len(images):
+        return run.dynamic.test(images, labels, TEST_BATCH_SIZE)
+    return test(run.exe, run.programs, images, labels)
 
 
 def run_pass(run, pass_id, handler, ctrl_c):
@@ -310,9 +344,8 @@ def run_pass(run, pass_id, handler, ctrl_c):
             continue  # done before the interruption
         if run.augment:  # its own generator per batch, so a resumed pass draws the same
             x = augment_batch(x, np.random.default_rng([run.seed, pass_id, batch_id]))
-        cost, acc = run.exe.run(run.programs.main, feed={"img": x, "label": y},
-                                fetch_list=[run.programs.avg_cost, run.programs.acc])
-        costs.append(float(cost)), accs.append(float(acc)), sizes.append(len(x))
+        cost, acc = step(run, x, y)
+        costs.append(cost), accs.append(acc), sizes.append(len(x))
         if diverged(costs):
             best = run.metrics["best_pass"]
             kept = (f"the model of pass {best} stays in {run.save_dir}" if best is not None
@@ -334,7 +367,7 @@ def keep_best_pass(run, event):
     best = metrics["best_pass"]
     if event.val_cost is None or best is None or event.val_cost < metrics["passes"][best]["val_cost"]:
         metrics["best_pass"] = event.pass_id
-        save_model(run.save_dir, run.exe, run.programs, metrics)
+        save_model(run, metrics)
     else:
         write_json(run.save_dir / "metrics.json", metrics)
 
@@ -389,7 +422,10 @@ def interrupt(run, pass_id, batch_id, rng_state, partial):
     checkpoint = run.save_dir / "checkpoint"
     new = new_folder(checkpoint)
     try:
-        paddle.static.save(run.programs.main, str(new / "train"))
+        if run.graph == "dynamic":
+            run.dynamic.save_checkpoint(new / "train")
+        else:
+            paddle.static.save(run.programs.main, str(new / "train"))
         write_json(new / "state.json", {
             "pass_id": pass_id, "batch_id": batch_id, "rng": rng_state, "partial": partial,
             "seconds": time.perf_counter() - run.pass_start if batch_id else 0,
@@ -410,6 +446,7 @@ def read_checkpoint(save_dir):
     try:
         state = json.loads(path.read_text())
         state["metrics"].setdefault("augment", False)  # saved before augmentation existed
+        state["metrics"].setdefault("graph", "static")  # and before the dynamic mode
         if all(k in state["metrics"] for k in SETTINGS):
             return state
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -438,18 +475,21 @@ def inference_program(programs, scope):
     return program, mapping.look_up(programs.test_img), mapping.look_up(programs.test_predict)
 
 
-def save_model(save_dir, exe, programs, metrics):
+def save_model(run, metrics):
     """Save the inference model and ``metrics.json`` as one: both are written to a new
-    folder, which then takes the place of ``save_dir`` in one step. Anything else in
+    folder, which then takes the place of ``run.save_dir`` in one step. Anything else in
     ``save_dir`` is carried over."""
-    save_dir = Path(save_dir)
+    save_dir = run.save_dir
     new = new_folder(save_dir)
-    scope = paddle.static.Scope()
-    program, img, predict = inference_program(programs, scope)
     try:
-        with paddle.static.scope_guard(scope):
-            paddle.static.save_inference_model(str(new / MODEL_PREFIX), [img], [predict], exe,
-                                               program=program)
+        if run.graph == "dynamic":
+            run.dynamic.save_inference_model(new / MODEL_PREFIX)
+        else:
+            scope = paddle.static.Scope()
+            program, img, predict = inference_program(run.programs, scope)
+            with paddle.static.scope_guard(scope):
+                paddle.static.save_inference_model(str(new / MODEL_PREFIX), [img], [predict],
+                                                   run.exe, program=program)
         write_json(new / "metrics.json", metrics)
         if save_dir.is_dir():
             carry_over(save_dir, new)

@@ -35,9 +35,14 @@ def test_lenet_matches_stock_layers(sample, monkeypatch):
     from recognize_digits.data import batches
     from recognize_digits.train import Programs
 
-    def stock_conv_pool(x, num_filters, filter_size=5, pool_size=2, pool_stride=2):
-        return F.max_pool2d(F.relu(nn.Conv2D(x.shape[1], num_filters, filter_size)(x)),
-                            pool_size, pool_stride)
+    class StockConvPool(nn.Layer):
+        def __init__(self, in_channels, num_filters, filter_size=5, pool_size=2, pool_stride=2):
+            super().__init__()
+            self.conv = nn.Conv2D(in_channels, num_filters, filter_size)
+            self.pool = pool_size, pool_stride
+
+        def forward(self, x):
+            return F.max_pool2d(F.relu(self.conv(x)), *self.pool)
 
     paddle.enable_static()
     exe = paddle.static.Executor(paddle.CPUPlace())
@@ -45,7 +50,7 @@ def test_lenet_matches_stock_layers(sample, monkeypatch):
     losses, init = {}, None
     for name in ("package", "stock"):
         if name == "stock":
-            monkeypatch.setattr(models, "conv_pool", stock_conv_pool)
+            monkeypatch.setattr(models, "ConvPool", StockConvPool)
         programs = Programs("cnn", seed=0)
         with paddle.static.scope_guard(paddle.static.Scope()):
             scope = paddle.static.global_scope()

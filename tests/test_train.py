@@ -291,17 +291,18 @@ def without_seconds(metrics):
             for k, v in metrics.items()}
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_resume_is_exact_in_the_same_process(model, sample, tmp_path):
+@pytest.mark.parametrize("model, graph", [("mlp", "static"), ("cnn", "static"),
+                                          ("mlp", "dynamic"), ("cnn", "dynamic")])
+def test_resume_is_exact_in_the_same_process(model, graph, sample, tmp_path):
     data = subset(sample, 800, 300)  # 12 batches a pass (the last of 38), 66 held out
     whole = ctrl_c_at(lambda event: False)
     expected = train(model, epochs=2, data=data, save_dir=tmp_path / "whole", seed=7,
-                     event_handler=whole, log=lambda *a: None)
+                     event_handler=whole, log=lambda *a: None, graph=graph)
 
     first = ctrl_c_at(lambda e: isinstance(e, StepEvent) and (e.pass_id, e.batch_id) == (0, 8))
     with pytest.raises(TrainingInterrupted, match="stopped at pass 0, batch 9"):
         train(model, epochs=2, data=data, save_dir=tmp_path / "cut", seed=7,
-              event_handler=first, log=lambda *a: None)
+              event_handler=first, log=lambda *a: None, graph=graph)
     lines = []
     rest = ctrl_c_at(lambda event: False)
     resumed = train(data=data, save_dir=tmp_path / "cut", resume=True, event_handler=rest,
