@@ -183,6 +183,7 @@ class InferenceModel:
 
 def _input_shape(prefix):
     """The declared shape of a saved model's input, or None if it cannot be read."""
+    dynamic = paddle.in_dynamic_mode()
     paddle.enable_static()
     try:
         with paddle.static.scope_guard(paddle.static.Scope()):
@@ -190,6 +191,9 @@ def _input_shape(prefix):
                 str(prefix), paddle.static.Executor(paddle.CPUPlace()))
     except (RuntimeError, ValueError, OSError):
         return None  # the predictor below says what is wrong
+    finally:
+        if dynamic:  # leave a dynamic-mode session as it was
+            paddle.disable_static()
     return [list(op.result(0).shape) for op in program.global_block().ops
             if op.name() == "pd_op.data"][0]
 

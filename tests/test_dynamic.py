@@ -48,6 +48,9 @@ def test_dynamic_training_keeps_the_mode_it_found(sample, tmp_path):
     assert not paddle.in_dynamic_mode()
     assert metrics["graph"] == "dynamic" and metrics["parameters"] == 7850
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["graph"] == "dynamic"
+    with dynamic_mode():  # loading a model leaves dynamic mode on
+        InferenceModel(tmp_path / "a")
+        assert paddle.in_dynamic_mode()
     with pytest.raises(ConfigError, match="graph must be 'static' or 'dynamic'"):
         train(data=data, save_dir=tmp_path / "b", graph="eager")
 
