@@ -82,22 +82,11 @@ def run_dynamic(data, steps):
 def plain_programs():
     """The plain-layer baseline's programs, initialised, and its executor."""
     import paddle
-    import paddle.nn.functional as F
-    from paddle import nn
 
     from recognize_digits import models
     from recognize_digits.train import Programs
 
-    class ConvPool(nn.Layer):  # the chapter's order, from stock layers
-        def __init__(self, in_channels, num_filters, filter_size=5, pool_size=2, pool_stride=2):
-            super().__init__()
-            self.conv = nn.Conv2D(in_channels, num_filters, filter_size)
-            self.pool = pool_size, pool_stride
-
-        def forward(self, x):
-            return F.max_pool2d(F.relu(self.conv(x)), *self.pool)
-
-    models.ConvPool = ConvPool  # stock layers in place of the package's
+    models.ConvPool = models.ChapterConvPool  # stock layers in place of the package's
     paddle.enable_static()
     programs = Programs("cnn", seed=0)
     exe = paddle.static.Executor(paddle.CPUPlace())

@@ -28,21 +28,9 @@ def test_builders_parameter_counts_and_outputs(name, params):
 def test_lenet_matches_stock_layers(sample, monkeypatch):
     """The package's LeNet-5 (separate [C,1,1] biases, pooling before bias and ReLU) trains
     like the chapter's order built from stock layers, from the same initial values."""
-    from paddle import nn
-    import paddle.nn.functional as F
-
     from recognize_digits import models
     from recognize_digits.data import batches
     from recognize_digits.train import Programs
-
-    class StockConvPool(nn.Layer):
-        def __init__(self, in_channels, num_filters, filter_size=5, pool_size=2, pool_stride=2):
-            super().__init__()
-            self.conv = nn.Conv2D(in_channels, num_filters, filter_size)
-            self.pool = pool_size, pool_stride
-
-        def forward(self, x):
-            return F.max_pool2d(F.relu(self.conv(x)), *self.pool)
 
     paddle.enable_static()
     exe = paddle.static.Executor(paddle.CPUPlace())
@@ -50,7 +38,7 @@ def test_lenet_matches_stock_layers(sample, monkeypatch):
     losses, init = {}, None
     for name in ("package", "stock"):
         if name == "stock":
-            monkeypatch.setattr(models, "ConvPool", StockConvPool)
+            monkeypatch.setattr(models, "ConvPool", models.ChapterConvPool)
         programs = Programs("cnn", seed=0)
         with paddle.static.scope_guard(paddle.static.Scope()):
             scope = paddle.static.global_scope()
