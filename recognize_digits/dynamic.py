@@ -81,10 +81,6 @@ class DynamicTraining:
         self.net.set_state_dict(paddle.load(f"{prefix}.pdparams"))
         self.optimizer.set_state_dict(paddle.load(f"{prefix}.pdopt"))
 
-    def parameters(self):
-        """``{name: array}`` of every parameter and batch-norm statistic."""
-        return {p.name: np.array(p) for p in self.net.state_dict().values()}
-
 
 def side_by_side(model, batches, save_dir, seed=0):
     """Train ``model`` on ``batches`` in both modes from the same initial parameters,

@@ -324,7 +324,7 @@ def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
     output value outlined, the kernel, and the output, whose size is
     ``(H - F + 2P) / S + 1``. Defaults: a 5x5 input, a 3x3 kernel, stride 2, padding 1."""
     image = np.arange(1, 26).reshape(5, 5) % 4 if image is None else np.asarray(image)
-    kernel = np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]]) if kernel is None else np.asarray(kernel)
+    kernel = np.array([[1, 0, -1]] * 3) if kernel is None else np.asarray(kernel)  # edges
     f, h = len(kernel), len(image)
     padded = np.pad(image, padding)
     out_size = (h - f + 2 * padding) // stride + 1
@@ -439,11 +439,13 @@ def plot_static_graph(programs):
     def count(program, test):
         return sum(1 for op in program.global_block().ops if test(op.name()))
 
+    def computes(name):  # an operation that computes, not a parameter, constant or input
+        return not name.startswith(("builtin", "pd_op.full", "pd_op.data"))
+
     main = programs.main
     names = [op.name() for op in main.global_block().ops]
     first_grad = next(i for i, n in enumerate(names) if n.endswith(("_grad", "_grad_")))
-    forward = sum(1 for n in names[:first_grad]  # the computations, not their constants
-                  if not n.startswith(("builtin", "pd_op.full", "pd_op.data")))
+    forward = sum(1 for n in names[:first_grad] if computes(n))
     backward = count(main, lambda n: n.endswith(("_grad", "_grad_")))
     adam = count(main, lambda n: "adam" in n)
     params = main.global_block().all_parameters()
@@ -456,7 +458,7 @@ def plot_static_graph(programs):
         "main": (3.0, 0.0, f"main program\nforward: {forward} ops\nbackward: {backward} ops\n"
                            f"Adam: {adam} ops"),
         "test": (6.0, 2.0, f"test program\ncloned before the backward\n"
-                           f"{count(programs.test, lambda n: not n.startswith(('builtin', 'pd_op.full')))} ops, "
+                           f"{count(programs.test, computes)} ops, "
                            f"test mode"),
         "feed": (0.0, 0.0, "feed\nimg [B,1,28,28]\nlabel [B,1]"),
         "fetch": (6.0, 0.0, "fetch_list\navg_cost, acc"),

@@ -262,14 +262,14 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
     run.is_sample, run.save_dir = data.is_sample, Path(save_dir)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") >> 1
-    run.model, run.epochs, run.batch_size, run.learning_rate, run.seed, run.augment = (
-        model, epochs, batch_size, learning_rate, seed, bool(augment))
-    run.graph = graph
+    run.model, run.epochs, run.batch_size, run.learning_rate, run.seed, run.augment, run.graph = (
+        model, epochs, batch_size, learning_rate, seed, bool(augment), graph)
     run.rng, run.state = np.random.default_rng(seed), state
     run.metrics = state["metrics"] if state else {
         "model": model, "epochs": epochs, "batch_size": batch_size,
         "learning_rate": learning_rate, "seed": seed, "validation": held_out,
-        "augment": run.augment, "graph": graph, "chosen_by": "validation cost" if held_out else "last pass",
+        "augment": run.augment, "graph": graph,
+        "chosen_by": "validation cost" if held_out else "last pass",
         "device": str(run.place), "data": data.source, "passes": [], "best_pass": None}
     run.pass_id = state["pass_id"] if state else 0
     return run

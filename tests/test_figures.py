@@ -1,6 +1,7 @@
 """The chapter's figures: drawn from the models themselves, and right about them."""
 
 import io
+import re
 
 import numpy as np
 import paddle
@@ -67,6 +68,8 @@ def test_static_graph_counts_the_programs_operations():
     shown = " ".join(texts(draws(plot.plot_static_graph(Programs("cnn", seed=1)))))
     assert "Adam: 8 ops" in shown and "8 parameters,\n2 batch-norm statistics" in shown
     assert "cloned before the backward" in shown
+    forward = re.search(r"forward: (\d+) ops", shown).group(1)
+    assert f"{forward} ops, test mode" in shown  # the test program is the forward pass
 
 
 def test_look_inside_fetches_every_stage_and_the_filters(trained_cnn):
