@@ -1,4 +1,5 @@
-"""End to end in a real headless Chromium: draw a 3 with the mouse, read the answer."""
+"""End to end in a real headless Chromium: draw a 3 with the mouse, read the answer, in
+the page's two languages."""
 
 import shutil
 import threading
@@ -27,15 +28,27 @@ def url(trained_cnn):
     server.server_close()
 
 
-def test_draw_a_3_in_chromium(url, tmp_path):
+TITLES = {"en-US": ("Draw a digit", "中文"), "zh-CN": ("手写一个数字", "English")}
+
+
+@pytest.mark.parametrize("locale", list(TITLES))
+def test_draw_a_3_in_chromium(url, locale, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 900, "height": 560})
+        page = browser.new_page(viewport={"width": 900, "height": 560}, locale=locale)
         page.goto(url)
+        title, switch = TITLES[locale]
+        assert page.locator("h1").text_content() == title
+        assert page.locator("#lang").text_content() == switch  # the other language, visible
+        other = [t for loc, (t, _) in TITLES.items() if loc != locale][0]
+        page.click("#lang")
+        assert page.locator("h1").text_content() == other
+        page.click("#lang")
+        assert page.locator("h1").text_content() == title
         box = page.locator("#pad").bounding_box()
         for stroke in STROKES:
             page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
@@ -51,6 +64,7 @@ def test_draw_a_3_in_chromium(url, tmp_path):
         bars = [page.locator(f"#p{d}").text_content() for d in range(10)]
         assert all(b.endswith("%") for b in bars)
         page.screenshot(path=str(tmp_path / "draw.png"))  # as docs/draw.png was made
+        assert page.locator("#clear").text_content() == ("清除" if locale == "zh-CN" else "Clear")
         assert (tmp_path / "draw.png").read_bytes()[:4] == b"\x89PNG"
         page.click("#clear")
         assert page.locator("#digit").text_content() == ""
