@@ -1,15 +1,38 @@
-"""The tutorial notebook runs top to bottom, in its fast mode, in a real Jupyter kernel."""
+"""The tutorial notebooks (English and Chinese) run top to bottom, in their fast mode, in
+a real Jupyter kernel, and share every line of code."""
 
+import re
 from pathlib import Path
 
 import nbclient
 import nbformat
+import pytest
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "recognize_digits.ipynb"
+CHINESE = NOTEBOOK.with_suffix(".cn.ipynb")
 
 
-def test_notebook_runs_in_fast_mode(tmp_path, monkeypatch):
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+def code_cells(path):
+    return [cell.source for cell in nbformat.read(path, as_version=4).cells
+            if cell.cell_type == "code"]
+
+
+def test_the_chinese_notebook_has_exactly_the_english_code():
+    assert code_cells(CHINESE) == code_cells(NOTEBOOK)
+    chinese = [cell.source for cell in nbformat.read(CHINESE, as_version=4).cells
+               if cell.cell_type == "markdown"]
+    english = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells
+               if cell.cell_type == "markdown"]
+    assert len(chinese) == len(english)  # every section is there
+    # each Chinese cell is Chinese, and keeps the English one's formulas
+    for zh, en in zip(chinese, english):
+        assert re.search("[\u4e00-\u9fff]", zh), zh[:60]
+        assert re.findall(r"\$\$.*?\$\$", en, re.S) == re.findall(r"\$\$.*?\$\$", zh, re.S)
+
+
+@pytest.mark.parametrize("path", [NOTEBOOK, CHINESE], ids=["en", "cn"])
+def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
+    notebook = nbformat.read(path, as_version=4)
     monkeypatch.setenv("RECOGNIZE_DIGITS_FAST", "1")  # the kernel inherits the environment
     # Run in a copy of the notebooks folder, so that the models it saves land in tmp_path.
     workdir = tmp_path / "notebooks"
