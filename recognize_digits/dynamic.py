@@ -91,7 +91,7 @@ def side_by_side(model, batches, save_dir, seed=0):
     ``(static, dynamic)``, on Paddle's plain kernels in both: the same numbers up to
     floating-point rounding, because they are the same network, loss and optimizer.
     """
-    from .train import MODEL_PREFIX, Programs, inference_program  # train imports this module
+    from .train import MODEL_PREFIX, Programs, save_static_model  # train imports this module
 
     save_dir = Path(save_dir)
     paddle.enable_static()
@@ -104,10 +104,7 @@ def side_by_side(model, batches, save_dir, seed=0):
                  for p in programs.main.global_block().all_parameters()}
         static = [float(exe.run(programs.main, feed={"img": x, "label": y},
                                 fetch_list=[programs.avg_cost])[0]) for x, y in batches]
-        program, img, predict = inference_program(programs, scope)
-        with paddle.static.scope_guard(scope):
-            paddle.static.save_inference_model(str(save_dir / "static" / MODEL_PREFIX), [img],
-                                               [predict], exe, program=program)
+        save_static_model(save_dir / "static" / MODEL_PREFIX, exe, programs)
     with dynamic_mode():
         run = DynamicTraining(model, 0.001, seed, paddle.CPUPlace())
         for p in run.net.state_dict().values():

@@ -455,8 +455,9 @@ def read_checkpoint(save_dir):
                       f"without --resume")
 
 
-def inference_program(programs, scope):
-    """The test program as saved for prediction, its parameters copied into ``scope``.
+def save_static_model(prefix, exe, programs):
+    """Write the test program and the trained parameters (in the current scope) as an
+    inference model: ``PREFIX.json`` and ``PREFIX.pdiparams``.
 
     Convolution biases train as ``[C, 1, 1]`` (fast to train on the CPU) but are saved
     as ``[1, C, 1, 1]``, the form Paddle's inference passes fuse into the convolution:
@@ -464,7 +465,7 @@ def inference_program(programs, scope):
     """
     mapping = paddle.pir.IrMapping()
     program = programs.test.clone(mapping)
-    trained = paddle.static.global_scope()
+    trained, scope = paddle.static.global_scope(), paddle.static.Scope()
     for param in program.global_block().all_parameters():
         value = np.array(trained.find_var(param.name).get_tensor())
         if value.ndim == 3:  # a convolution bias
@@ -472,7 +473,10 @@ def inference_program(programs, scope):
             with paddle.static.program_guard(paddle.static.Program()):
                 param.set_type(paddle.static.data("shape", value.shape, "float32").type())
         scope.var(param.name).get_tensor().set(value, paddle.CPUPlace())
-    return program, mapping.look_up(programs.test_img), mapping.look_up(programs.test_predict)
+    with paddle.static.scope_guard(scope):
+        paddle.static.save_inference_model(
+            str(prefix), [mapping.look_up(programs.test_img)],
+            [mapping.look_up(programs.test_predict)], exe, program=program)
 
 
 def save_model(run, metrics):
@@ -485,11 +489,7 @@ def save_model(run, metrics):
         if run.graph == "dynamic":
             run.dynamic.save_inference_model(new / MODEL_PREFIX)
         else:
-            scope = paddle.static.Scope()
-            program, img, predict = inference_program(run.programs, scope)
-            with paddle.static.scope_guard(scope):
-                paddle.static.save_inference_model(str(new / MODEL_PREFIX), [img], [predict],
-                                                   run.exe, program=program)
+            save_static_model(new / MODEL_PREFIX, run.exe, run.programs)
         write_json(new / "metrics.json", metrics)
         if save_dir.is_dir():
             carry_over(save_dir, new)
