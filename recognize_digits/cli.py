@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from . import data as data_module
-from .errors import ConfigError, FallbackWarning, RecognizeDigitsError
+from .errors import ConfigError, FallbackWarning, RecognizeDigitsError, check_positive
 from .models import MODELS
 from .train import DEFAULT_SAVE_DIR, StepEvent
 
@@ -168,11 +168,12 @@ def _progress(then=None):
 def _train(args):
     from tqdm import tqdm
 
-    from .train import check_positive, read_checkpoint, train
+    from .checkpoint import Checkpoint
+    from .train import train
 
     check_positive(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr)
     # a resumed training goes on with the settings it started with
-    model = read_checkpoint(args.save_dir)["metrics"]["model"] if args.resume else args.model
+    model = Checkpoint(args.save_dir).read()["metrics"]["model"] if args.resume else args.model
     data = data_module.load_mnist(args.data_dir, args.sample)
     if not args.resume:
         tqdm.write(f"Training {model} on {data.source}")
@@ -195,7 +196,7 @@ def _compare(args):
 
     from .plot import comparison_table, plot_accuracy
     from .storage import replace_file
-    from .train import check_positive, train
+    from .train import train
 
     check_positive(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr)
     data = data_module.load_mnist(args.data_dir, args.sample)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 ENV_VAR = "RECOGNIZE_DIGITS_DATA"
 PADDLE_CACHE = Path("~/.cache/paddle/dataset/mnist")
@@ -282,3 +282,13 @@ def batches(images, labels, batch_size, shuffle=False, rng=None):
         else:
             idx = order[start:start + batch_size]
         yield normalize(images[idx]), labels[idx].reshape(-1, 1)
+
+
+def validation_size(train_count, validation=None):
+    """How many training images to hold out: ``validation``, or 1/12 of them by default."""
+    if validation is None:
+        return train_count // 12
+    if not (isinstance(validation, (int, np.integer)) and 0 <= validation < train_count):
+        raise ConfigError(f"validation must be a whole number of images from 0 to "
+                          f"{train_count - 1}, got {validation}")
+    return int(validation)

@@ -3,9 +3,10 @@
 Paddle 3 starts in dynamic mode, where each operation runs as Python reaches it, and
 today's Paddle code writes networks as ``paddle.nn.Layer`` classes. ``train(...,
 graph="dynamic")`` trains the very classes the static builders call (see
-:mod:`.models`), with the same loss, optimizer, data and loop: this module holds only
-what the graph mode decides — one training step, a test pass, saving the inference
-model (``paddle.jit.save``, in the format the static mode saves) and the checkpoint.
+:mod:`.models`), with the same loss, optimizer, data and loop: :class:`DynamicEngine`
+holds only what the graph mode decides — one training step, a test pass, saving the
+inference model (``paddle.jit.save``, in the format the static mode saves) and the
+checkpoint. :func:`side_by_side` trains both modes from the same parameters.
 """
 
 import contextlib
@@ -15,8 +16,9 @@ import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from .data import batches
+from .engine import MODEL_PREFIX, Engine, mean_over_batches
 from .models import LAYERS, loss_and_accuracy
+from .static_graph import StaticEngine
 
 
 @contextlib.contextmanager
@@ -31,10 +33,13 @@ def dynamic_mode():
             paddle.enable_static()
 
 
-class DynamicTraining:
-    """A Layer and its Adam optimizer, with what the training loop asks of them."""
+class DynamicEngine(Engine):
+    """A Layer and its Adam optimizer, run eagerly on ``place`` (Paddle's dynamic kernels:
+    ``onednn`` and ``threads`` concern the static programs only)."""
 
-    def __init__(self, model, learning_rate, seed, place):
+    mode = staticmethod(dynamic_mode)
+
+    def __init__(self, model, learning_rate, seed, place, onednn=None, threads=None, log=print):
         paddle.set_device("gpu" if isinstance(place, paddle.CUDAPlace) else "cpu")
         paddle.seed(seed)
         # fresh parameter names (linear_0.w_0, ...), the ones the static program gets
@@ -43,7 +48,7 @@ class DynamicTraining:
         self.optimizer = paddle.optimizer.Adam(learning_rate=learning_rate,
                                                parameters=self.net.parameters())
 
-    def count_parameters(self):
+    def parameters(self):
         return int(sum(p.size for p in self.net.parameters() if not p.stop_gradient))
 
     def step(self, x, y):
@@ -55,15 +60,14 @@ class DynamicTraining:
         return float(cost), float(acc)
 
     @paddle.no_grad()
-    def test(self, images, labels, batch_size):
-        """Mean cost and accuracy over ``images``, batch norm on its running statistics."""
+    def test(self, images, labels):
         self.net.eval()
-        cost, correct = 0.0, 0
-        for x, y in batches(images, labels, batch_size):
-            c, a = loss_and_accuracy(self.net(paddle.to_tensor(x)), paddle.to_tensor(y))
-            cost, correct = cost + float(c) * len(x), correct + round(float(a) * len(x))
-        self.net.train()
-        return cost / len(images), correct / len(images)
+        try:
+            return mean_over_batches(
+                lambda x, y: loss_and_accuracy(self.net(paddle.to_tensor(x)), paddle.to_tensor(y)),
+                images, labels)
+        finally:
+            self.net.train()
 
     def save_inference_model(self, prefix):
         """``PREFIX.json`` and ``PREFIX.pdiparams``: ``paddle.jit.save`` turns the Layer
@@ -91,24 +95,18 @@ def side_by_side(model, batches, save_dir, seed=0):
     ``(static, dynamic)``, on Paddle's plain kernels in both: the same numbers up to
     floating-point rounding, because they are the same network, loss and optimizer.
     """
-    from .train import MODEL_PREFIX, Programs, save_static_model  # train imports this module
-
     save_dir = Path(save_dir)
-    paddle.enable_static()
-    programs = Programs(model, seed=seed)
-    exe = paddle.static.Executor(paddle.CPUPlace())
-    with paddle.static.scope_guard(paddle.static.Scope()):
+    with StaticEngine.mode():
+        static = StaticEngine(model, 0.001, seed, paddle.CPUPlace(), onednn=False)
         scope = paddle.static.global_scope()
-        exe.run(programs.startup)
         start = {p.name: np.array(scope.find_var(p.name).get_tensor())
-                 for p in programs.main.global_block().all_parameters()}
-        static = [float(exe.run(programs.main, feed={"img": x, "label": y},
-                                fetch_list=[programs.avg_cost])[0]) for x, y in batches]
-        save_static_model(save_dir / "static" / MODEL_PREFIX, exe, programs)
-    with dynamic_mode():
-        run = DynamicTraining(model, 0.001, seed, paddle.CPUPlace())
-        for p in run.net.state_dict().values():
+                 for p in static.programs.main.global_block().all_parameters()}
+        static_costs = [static.step(x, y)[0] for x, y in batches]
+        static.save_inference_model(save_dir / "static" / MODEL_PREFIX)
+    with DynamicEngine.mode():
+        dynamic = DynamicEngine(model, 0.001, seed, paddle.CPUPlace())
+        for p in dynamic.net.state_dict().values():
             p.set_value(start[p.name].reshape(p.shape))
-        dynamic = [run.step(x, y)[0] for x, y in batches]
-        run.save_inference_model(save_dir / "dynamic" / MODEL_PREFIX)
-    return static, dynamic
+        dynamic_costs = [dynamic.step(x, y)[0] for x, y in batches]
+        dynamic.save_inference_model(save_dir / "dynamic" / MODEL_PREFIX)
+    return static_costs, dynamic_costs

@@ -39,3 +39,10 @@ def one_line(error):
     text = str(error).split("Error Message Summary:")[-1]
     lines = [line.strip() for line in text.splitlines() if line.strip().strip("-")]
     return lines[0] if lines else type(error).__name__
+
+
+def check_positive(**options):
+    """Refuse any option that is set (not None) but not > 0."""
+    for name, value in options.items():
+        if value is not None and not value > 0:
+            raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {value}")

@@ -8,10 +8,10 @@ import paddle
 from PIL import Image, ImageOps
 
 from .data import batches, normalize
-from .errors import FallbackWarning, ImageError, ModelError, one_line
+from .engine import MODEL_PREFIX, TEST_BATCH_SIZE, select_place
+from .errors import FallbackWarning, ImageError, ModelError, check_positive, one_line
 from .preprocess import WORK_SIDE, colour_to_grey, mnist_style
 from .speed import available_cores, set_onednn
-from .train import MODEL_PREFIX, TEST_BATCH_SIZE, check_positive, select_place
 
 
 MIN_SIDE = 8  # smaller images cannot hold a recognisable digit

@@ -12,6 +12,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from .errors import ConfigError
+
 
 class SoftmaxRegression(nn.Layer):
     """One fully connected layer straight to 10 softmax outputs (7,850 parameters)."""
@@ -119,6 +121,12 @@ MODELS = {
     "cnn": convolutional_neural_network,
 }
 LAYERS = {"softmax": SoftmaxRegression, "mlp": MultilayerPerceptron, "cnn": LeNet5}
+
+
+def check_model(name):
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return name
 
 
 def count_parameters(program):

@@ -50,6 +50,46 @@ def new_folder(target):
     return Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
 
 
+def write_folder(target, fill, carry=False):
+    """Make the folder ``target`` by ``fill(folder)`` on a new folder beside it, which then
+    takes its place in one step (see :func:`replace_folder`). ``carry=True`` keeps every
+    entry of the old ``target`` that ``fill`` did not write."""
+    target = Path(target)
+    new = new_folder(target)
+    try:
+        fill(new)
+        if carry and target.is_dir():
+            carry_over(target, new)
+        os.chmod(new, 0o755)
+        replace_folder(new, target)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+
+
+def check_save_dir(save_dir):
+    """Refuse, before any training, a save folder that cannot hold or be replaced by a model.
+
+    A best pass's model takes the folder's place as a whole (:func:`write_folder`), so
+    the folder must be one that can be renamed: not the current folder or one above it,
+    not a mount point, in a parent folder that can be written.
+    """
+    save_dir = Path(save_dir)
+    if save_dir.exists() and not save_dir.is_dir():
+        raise ConfigError(f"{save_dir}: is a file, not a folder; choose another --save-dir")
+    here, target = Path.cwd().resolve(), save_dir.resolve()
+    if target == here or target in here.parents or os.path.ismount(target):
+        raise ConfigError(f"{save_dir}: each best pass replaces the save folder as a whole, "
+                          f"so it cannot be the current folder, one above it or a mount point; "
+                          f"choose a folder of its own, such as --save-dir model")
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=save_dir).close()
+        os.rmdir(tempfile.mkdtemp(dir=target.parent))
+    except OSError as e:
+        raise ConfigError(f"{save_dir}: cannot write the model there ({e.strerror}); "
+                          f"choose another --save-dir") from None
+
+
 def replace_folder(new, target):
     """Put the folder ``new`` in the place of ``target``, then delete the old one.
 

@@ -138,7 +138,7 @@ def test_train_augments_training_batches_only_and_never_the_labels(sample, tmp_p
     feeds, runs = recording_feeds(monkeypatch)
     metrics = train("cnn", epochs=2, data=data, save_dir=tmp_path, seed=11, augment=True,
                     onednn=False, **quiet())  # no fast-path probe among the feeds
-    programs = runs[0].programs
+    programs = runs[0].engine.programs
     trained = [feed for program, feed in feeds if program is programs.main]
     tested = [feed for program, feed in feeds if program is programs.test]
 

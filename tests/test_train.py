@@ -14,11 +14,12 @@ from recognize_digits.infer import InferenceModel, evaluate
 from recognize_digits import speed
 from recognize_digits.errors import TrainingInterrupted
 from recognize_digits.speed import use_onednn_kernels
+from recognize_digits.static_graph import StaticEngine
 from recognize_digits.train import PassEvent, Programs, StepEvent, select_place, train
 
 from conftest import full_mnist_dir, quiet, subset
 
-# the module (the package's own `train` attribute is the function); its test() is no pytest test
+# the module (the package's own `train` attribute is the function)
 training = importlib.import_module("recognize_digits.train")
 
 
@@ -107,14 +108,12 @@ def test_test_pass_weighs_a_smaller_last_batch(sample):
     # 1,250 images are a batch of 1,000 and one of 250: the mean must be over images.
     images = np.concatenate([sample.test_images, sample.test_images[:250]])
     labels = np.concatenate([sample.test_labels, sample.test_labels[:250]])
-    paddle.enable_static()
-    programs = Programs("softmax", seed=4)
-    exe = paddle.static.Executor(paddle.CPUPlace())
-    with paddle.static.scope_guard(paddle.static.Scope()):
-        exe.run(programs.startup)
-        cost, acc = training.test(exe, programs, images, labels)
-        probs = np.concatenate([exe.run(programs.test, fetch_list=[programs.test_predict],
-                                        feed={"img": x, "label": y})[0]
+    with StaticEngine.mode():
+        engine = StaticEngine("softmax", 0.001, 4, paddle.CPUPlace())
+        cost, acc = engine.test(images, labels)
+        programs = engine.programs
+        probs = np.concatenate([engine.exe.run(programs.test, fetch_list=[programs.test_predict],
+                                               feed={"img": x, "label": y})[0]
                                 for x, y in batches(images, labels, 125)])
     assert cost == pytest.approx(-np.log(probs[np.arange(1250), labels]).mean(), rel=1e-5)
     assert acc == np.mean(probs.argmax(axis=1) == labels)
@@ -318,8 +317,8 @@ def test_ctrl_c_during_the_test_pass_or_a_save_stops_after_it(during, sample, tm
                                                              monkeypatch):
     data = subset(sample, 500, 200)
     whole = train("softmax", epochs=3, data=data, save_dir=tmp_path / "whole", seed=1, **quiet())
-    name = "test" if during == "test" else "save_model"
-    original, calls = getattr(training, name), []
+    where, name = (StaticEngine, "test") if during == "test" else (training, "save_model")
+    original, calls = getattr(where, name), []
 
     def pressed_during(*args, **kwargs):
         calls.append(1)
@@ -327,7 +326,7 @@ def test_ctrl_c_during_the_test_pass_or_a_save_stops_after_it(during, sample, tm
             os.kill(os.getpid(), signal.SIGINT)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, name, pressed_during)
+    monkeypatch.setattr(where, name, pressed_during)
     with pytest.raises(TrainingInterrupted, match="stopped at pass 1, batch 0"):
         train("softmax", epochs=3, data=data, save_dir=tmp_path / "cut", seed=1, **quiet())
     saved = json.loads((tmp_path / "cut" / "metrics.json").read_text())

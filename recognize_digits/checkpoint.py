@@ -1,0 +1,78 @@
+"""The checkpoint that Ctrl-C leaves in ``SAVE_DIR/checkpoint`` and ``--resume`` reads,
+and the Ctrl-C that waits for it (:class:`StopOnCtrlC`).
+
+A checkpoint holds the engine's parameters and optimizer state (``train.*``, as the
+engine writes them) and ``state.json``: where the training stopped (``pass_id``,
+``batch_id``), the shuffling generator's state at the start of that pass, the costs,
+accuracies and sizes of its batches so far, its seconds, and the training's metrics,
+settings included.
+"""
+
+import json
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+from .errors import ConfigError
+from .storage import recover_folder, write_folder, write_json
+
+# the settings a resumed training takes from its checkpoint
+SETTINGS = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation", "augment",
+            "graph")
+
+
+class Checkpoint:
+    """The checkpoint folder of the training that saves into ``save_dir``."""
+
+    def __init__(self, save_dir):
+        self.save_dir, self.folder = save_dir, Path(save_dir) / "checkpoint"
+
+    def write(self, engine, state):
+        """Save ``engine``'s parameters with ``state`` (see above), replacing any
+        checkpoint there as a whole."""
+        def fill(folder):
+            engine.save_checkpoint(folder / "train")
+            write_json(folder / "state.json", state)
+        write_folder(self.folder, fill)
+
+    def read(self):
+        """The ``state.json`` of the checkpoint; a :class:`ConfigError` if there is none."""
+        recover_folder(self.folder)  # a swap cut short (see storage)
+        try:
+            state = json.loads((self.folder / "state.json").read_text())
+            state["metrics"].setdefault("augment", False)  # saved before augmentation existed
+            state["metrics"].setdefault("graph", "static")  # and before the dynamic mode
+            if all(k in state["metrics"] for k in SETTINGS):
+                return state
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # missing or not a checkpoint of this package
+        raise ConfigError(f"{self.save_dir}: no checkpoint to resume from; start a new "
+                          f"training without --resume")
+
+    def load_into(self, engine):
+        engine.load_checkpoint(self.folder / "train")
+
+    def remove(self):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class StopOnCtrlC:
+    """Within it, a first Ctrl-C only sets ``pressed`` (training stops after the current
+    batch, test pass or save, with a checkpoint); a second one interrupts at once. Main
+    thread only."""
+
+    def __enter__(self):
+        self.pressed, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._pressed)
+        return self
+
+    def _pressed(self, signum, frame):
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

@@ -1,0 +1,81 @@
+"""What the training loop asks of a way of training: the interface of its engines.
+
+An engine holds one network, its parameters and its optimizer in one graph mode:
+:class:`~recognize_digits.static_graph.StaticEngine` (the chapter's programs run by an
+executor) and :class:`~recognize_digits.dynamic.DynamicEngine` (a ``paddle.nn.Layer``
+run eagerly). The loop in :mod:`.train` gives both the same batches and keeps
+everything else (passes, events, validation, the best pass, Ctrl-C) to itself.
+"""
+
+import abc
+
+import paddle
+
+from .data import batches
+from .errors import ConfigError
+
+MODEL_PREFIX = "model"  # a saved inference model is model.json and model.pdiparams
+TEST_BATCH_SIZE = 1000  # larger test batches only speed up the test pass
+
+
+def select_place(device="auto"):
+    """CPUPlace or CUDAPlace for ``device`` "auto", "cpu" or "gpu"."""
+    if device not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"unknown device {device!r}; choose auto, cpu or gpu")
+    has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if device == "gpu" and not has_gpu:
+        raise ConfigError("no GPU: this Paddle build has no CUDA or sees no GPU; "
+                          "use --device cpu (or auto)")
+    return paddle.CUDAPlace(0) if has_gpu and device != "cpu" else paddle.CPUPlace()
+
+
+def mean_over_batches(run_batch, images, labels):
+    """Mean cost and accuracy of ``run_batch(x, y) -> (cost, accuracy)`` over all ``images``
+    in test batches, each batch weighed by its size; ``(None, None)`` if there are none."""
+    if not len(images):
+        return None, None
+    cost, correct = 0.0, 0
+    for x, y in batches(images, labels, TEST_BATCH_SIZE):
+        c, a = run_batch(x, y)
+        cost, correct = cost + float(c) * len(x), correct + round(float(a) * len(x))
+    return cost / len(images), correct / len(images)
+
+
+class Engine(abc.ABC):
+    """One way of training. Made inside its :meth:`mode` as
+    ``Engine(model, learning_rate, seed, place, onednn, threads, log)``, with its
+    parameters initialised from ``seed``."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def mode():
+        """The context (graph mode, scope) the engine is made and used in."""
+
+    @abc.abstractmethod
+    def parameters(self):
+        """The number of trainable parameters."""
+
+    def describe(self, metrics):
+        """Note in ``metrics`` (what metrics.json records) how this engine trains."""
+        metrics.update(onednn=False, parameters=self.parameters())
+
+    @abc.abstractmethod
+    def step(self, x, y):
+        """One optimizer step on a batch; the batch's mean cost and accuracy as floats."""
+
+    @abc.abstractmethod
+    def test(self, images, labels):
+        """Mean cost and accuracy over uint8 ``images`` (see :func:`mean_over_batches`),
+        batch norm on its running statistics and no parameter changed."""
+
+    @abc.abstractmethod
+    def save_inference_model(self, prefix):
+        """Write ``PREFIX.json`` and ``PREFIX.pdiparams``, which :mod:`.infer` serves."""
+
+    @abc.abstractmethod
+    def save_checkpoint(self, prefix):
+        """Write the parameters and the optimizer's state as files starting with ``prefix``."""
+
+    @abc.abstractmethod
+    def load_checkpoint(self, prefix):
+        """Read back what :meth:`save_checkpoint` wrote."""
