@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
-from recognize_digits import plot
+from recognize_digits import diagrams
 from recognize_digits.infer import load_image, look_inside
 from recognize_digits.models import convolutional_neural_network, layers
 from recognize_digits.train import Programs
@@ -26,7 +26,7 @@ def draws(fig):
 
 
 def test_lenet_diagram_follows_the_programs_shapes():
-    fig = draws(plot.plot_network("cnn"))
+    fig = draws(diagrams.plot_network("cnn"))
     shown = texts(fig)
     for shape in ("1 x 28 x 28", "20 x 24 x 24", "20 x 12 x 12", "50 x 8 x 8", "50 x 4 x 4",
                   "800", "10"):
@@ -37,7 +37,7 @@ def test_lenet_diagram_follows_the_programs_shapes():
 @pytest.mark.parametrize("model, units", [("softmax", ["784", "10"]),
                                            ("mlp", ["784", "200", "200", "10"])])
 def test_fully_connected_diagrams_show_their_layers(model, units):
-    shown = " ".join(texts(draws(plot.plot_network(model))))
+    shown = " ".join(texts(draws(diagrams.plot_network(model))))
     assert [u for u in units if f"{u} units" in shown] == units
     assert ("7,850" if model == "softmax" else "199,210") in shown
 
@@ -51,21 +51,21 @@ def test_the_shapes_the_diagrams_use_match_the_output_size_formula():
 
 
 def test_convolution_figure_computes_the_output():
-    fig = draws(plot.plot_convolution())
+    fig = draws(diagrams.plot_convolution())
     assert "= 3;" in fig._suptitle.get_text()  # (5 - 3 + 2) / 2 + 1
-    one = plot.plot_convolution(image=np.ones((5, 5)), kernel=np.ones((3, 3)))
+    one = diagrams.plot_convolution(image=np.ones((5, 5)), kernel=np.ones((3, 3)))
     corner = [t.get_text() for t in one.axes[2].texts]
     assert corner[0] == "4" and corner[4] == "9"  # a corner sees 4 ones, the centre 9
 
 
 def test_pooling_figure_keeps_the_largest_of_each_window():
-    fig = draws(plot.plot_pooling())
+    fig = draws(diagrams.plot_pooling())
     assert [t.get_text() for t in fig.axes[1].texts] == ["5", "2", "2", "8"]
 
 
 def test_static_graph_counts_the_programs_operations():
     paddle.enable_static()
-    shown = " ".join(texts(draws(plot.plot_static_graph(Programs("cnn", seed=1)))))
+    shown = " ".join(texts(draws(diagrams.plot_static_graph(Programs("cnn", seed=1)))))
     assert "Adam: 8 ops" in shown and "8 parameters,\n2 batch-norm statistics" in shown
     assert "cloned before the backward" in shown
     forward = re.search(r"forward: (\d+) ops", shown).group(1)
@@ -81,13 +81,13 @@ def test_look_inside_fetches_every_stage_and_the_filters(trained_cnn):
     probs = list(values.values())[-1]
     assert probs.shape == (1, 10) and probs.argmax() == 3
     assert parameters["conv2d_0.w_0"].shape == (20, 1, 5, 5)
-    draws(plot.plot_filters(parameters["conv2d_0.w_0"]))
-    draws(plot.plot_feature_maps(values["relu"][0], "after block 1"))
+    draws(diagrams.plot_filters(parameters["conv2d_0.w_0"]))
+    draws(diagrams.plot_feature_maps(values["relu"][0], "after block 1"))
 
 
 def test_templates_draw_ten_digits():
     weights = np.random.default_rng(0).normal(size=(784, 10))
-    fig = draws(plot.plot_templates(weights))
+    fig = draws(diagrams.plot_templates(weights))
     assert [ax.get_title() for ax in fig.axes] == [str(d) for d in range(10)]
     # pixel (row 3, column 5) of digit 7's template is weight 3 * 28 + 5 of column 7
     assert fig.axes[7].images[0].get_array()[3, 5] == weights[3 * 28 + 5, 7]

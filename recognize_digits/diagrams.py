@@ -1,0 +1,271 @@
+"""The chapter's explanatory figures, drawn from the models and programs themselves:
+activation functions, the networks, convolution and pooling on small numbers, the static
+graph, the preprocessing step by step, and what a trained model learned (filters,
+feature maps, softmax regression's templates).
+
+Like :mod:`.plot`, with matplotlib's object API (no pyplot state).
+"""
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .models import MODELS, layers
+from .preprocess import mnist_style_steps
+
+
+def plot_activations():
+    """ReLU, sigmoid and tanh side by side."""
+    x = np.linspace(-5, 5, 201)
+    fig = Figure(figsize=(9, 2.6))
+    for i, (name, y) in enumerate((("ReLU", np.maximum(x, 0)), ("sigmoid", 1 / (1 + np.exp(-x))),
+                                   ("tanh", np.tanh(x)))):
+        ax = fig.add_subplot(1, 3, i + 1)
+        ax.plot(x, y)
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.axvline(0, color="gray", lw=0.5)
+        ax.set_title(name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_preprocessing(gray):
+    """What :func:`~recognize_digits.preprocess.mnist_style` does to an image, step by step."""
+    steps = mnist_style_steps(gray)
+    fig = Figure(figsize=(2.3 * len(steps), 2.6))
+    for i, (title, image) in enumerate(steps):
+        ax = fig.add_subplot(1, len(steps), i + 1)
+        ax.imshow(image, cmap="gray")
+        ax.set_title(title, fontsize=8, wrap=True)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"{image.shape[1]}x{image.shape[0]}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _grid_of_numbers(ax, values, title, shade=None, box=None, fmt="{:g}"):
+    """A matrix drawn as a grid with its numbers; ``shade`` greys a mask of cells and
+    ``box`` = (row, col, size) outlines a window."""
+    values = np.asarray(values)
+    ax.imshow(np.zeros_like(values, dtype=float) if shade is None else shade * 0.25,
+              cmap="Greys", vmin=0, vmax=1)
+    for (r, c), v in np.ndenumerate(values):
+        ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=9)
+    ax.set_xticks(np.arange(-0.5, values.shape[1]), minor=True)
+    ax.set_yticks(np.arange(-0.5, values.shape[0]), minor=True)
+    ax.grid(which="minor", color="gray", lw=0.5)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    if box is not None:
+        r, c, size = box
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), size, size, fill=False, color="tab:red", lw=2))
+    ax.set_title(title, fontsize=9)
+
+
+def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
+    """A convolution worked through: the padded input with the receptive field of one
+    output value outlined, the kernel, and the output, whose size is
+    ``(H - F + 2P) / S + 1``. Defaults: a 5x5 input, a 3x3 kernel, stride 2, padding 1."""
+    image = np.arange(1, 26).reshape(5, 5) % 4 if image is None else np.asarray(image)
+    kernel = np.array([[1, 0, -1]] * 3) if kernel is None else np.asarray(kernel)  # edges
+    f, h = len(kernel), len(image)
+    padded = np.pad(image, padding)
+    out_size = (h - f + 2 * padding) // stride + 1
+    out = np.array([[(padded[r * stride:r * stride + f, c * stride:c * stride + f] * kernel).sum()
+                     for c in range(out_size)] for r in range(out_size)])
+    fig = Figure(figsize=(9, 3.3))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [len(padded), f, out_size]})
+    pad_mask = np.ones_like(padded, dtype=float)
+    pad_mask[padding:padding + h, padding:padding + h] = 0
+    r, c = at
+    _grid_of_numbers(axes[0], padded, f"input {h}x{h}, padding {padding} (grey)",
+                     shade=pad_mask, box=(r * stride, c * stride, f))
+    _grid_of_numbers(axes[1], kernel, f"kernel {f}x{f}")
+    mark = np.zeros_like(out, dtype=float)
+    mark[r, c] = 1
+    _grid_of_numbers(axes[2], out, f"output {out_size}x{out_size}, stride {stride}", shade=mark)
+    fig.suptitle(f"H_out = (H - F + 2P) / S + 1 = ({h} - {f} + 2·{padding}) / {stride} + 1 "
+                 f"= {out_size}; the red window gives the output shaded", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pooling(values=None, size=2):
+    """Max pooling worked through: each ``size`` x ``size`` window keeps its largest value."""
+    values = (np.array([[1, 3, 2, 0], [5, 4, 1, 1], [0, 2, 6, 7], [1, 1, 8, 3]])
+              if values is None else np.asarray(values))
+    n = len(values) // size
+    pooled = values.reshape(n, size, n, size).max(axis=(1, 3))
+    fig = Figure(figsize=(6, 2.8))
+    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [len(values), n]})
+    windows = np.add.outer(np.arange(len(values)) // size * n, np.arange(len(values)) // size)
+    _grid_of_numbers(axes[0], values, f"input {len(values)}x{len(values)}",
+                     shade=(windows % 2 == 1).astype(float))
+    _grid_of_numbers(axes[1], pooled, f"{size}x{size} max pooling, stride {size}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_network(model):
+    """A diagram of ``model`` ("softmax", "mlp", "cnn" or a builder) made from the shapes
+    of its static program: fully connected networks as layers of units, LeNet-5 as
+    blocks with the shape of what each makes."""
+    rows, count = layers(MODELS[model] if isinstance(model, str) else model)
+    if any(name == "conv2d" for name, _, _ in rows):
+        return _block_diagram(rows, count)
+    sizes = [784] + [params[0][1] for name, _, params in rows if name == "matmul"]
+    return _unit_diagram(sizes, count)
+
+
+def _unit_diagram(sizes, count):
+    """Layers of units (at most 8 drawn each, the rest as dots), every unit joined to
+    every unit of the next layer; the last layer is the softmax."""
+    fig = Figure(figsize=(2.4 * len(sizes), 3.6))
+    ax = fig.add_subplot()
+    shown = [min(size, 8) for size in sizes]
+    ys = [np.linspace(-1, 1, n) if n > 1 else np.zeros(1) for n in shown]
+    for i in range(len(sizes) - 1):
+        for y0 in ys[i]:
+            for y1 in ys[i + 1]:
+                ax.plot([i, i + 1], [y0, y1], color="lightgray", lw=0.5, zorder=1)
+    for i, (size, y) in enumerate(zip(sizes, ys)):
+        last = i == len(sizes) - 1
+        colour = "tab:orange" if last else "tab:green" if i else "tab:blue"
+        ax.scatter(np.full(len(y), i), y, s=120, color=colour, zorder=2)
+        if size > len(y):
+            ax.text(i + 0.08, 0, "⋮", fontsize=14, va="center")
+        name = "input x (pixels)" if i == 0 else "softmax y" if last else f"hidden {i} (ReLU)"
+        ax.text(i, -1.35, f"{name}\n{size} units", ha="center", va="top", fontsize=9)
+    ax.set_xlim(-0.5, len(sizes) - 0.5)
+    ax.set_ylim(-1.9, 1.3)
+    ax.axis("off")
+    ax.set_title(f"every line a weight: {count:,} parameters with the biases", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _block_diagram(rows, count):
+    """Boxes for LeNet-5's stages, each with the shape of its output."""
+    stages, current = [("input", [1, 28, 28])], None
+    labels = {"conv2d": "5x5 conv", "pool2d": "2x2 max pool", "relu": "+ bias, ReLU",
+              "batch_norm": "batch norm", "flatten": "flatten", "matmul": "fully connected",
+              "softmax": "softmax"}
+    for name, shape, _ in rows:
+        if name in labels and labels[name] != current:
+            stages.append((labels[name], shape[1:]))
+            current = labels[name]
+    fig = Figure(figsize=(1.35 * len(stages), 2.8))
+    ax = fig.add_subplot()
+    for i, (label, shape) in enumerate(stages):
+        ax.add_patch(Rectangle((i - 0.42, -0.5), 0.84, 1, color="tab:blue", alpha=0.15))
+        ax.text(i, 0.15, label, ha="center", va="center", fontsize=8)
+        ax.text(i, -0.2, " x ".join(map(str, shape)), ha="center", va="center", fontsize=8,
+                color="tab:blue")
+        if i:
+            ax.annotate("", (i - 0.42, 0), (i - 0.58, 0), arrowprops={"arrowstyle": "->"})
+    ax.set_xlim(-0.6, len(stages) - 0.4)
+    ax.set_ylim(-0.8, 0.8)
+    ax.axis("off")
+    ax.set_title(f"LeNet-5 as built: channels x height x width after each stage; "
+                 f"{count:,} parameters", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_static_graph(programs):
+    """The static graph of a training (a :class:`~recognize_digits.train.Programs`): the
+    startup program run once, the main program's forward, backward and Adam operations,
+    the scope that holds the parameters, feed and fetch, and the test program cloned
+    before the backward pass."""
+    def count(program, test):
+        return sum(1 for op in program.global_block().ops if test(op.name()))
+
+    def computes(name):  # an operation that computes, not a parameter, constant or input
+        return not name.startswith(("builtin", "pd_op.full", "pd_op.data"))
+
+    main = programs.main
+    names = [op.name() for op in main.global_block().ops]
+    first_grad = next(i for i, n in enumerate(names) if n.endswith(("_grad", "_grad_")))
+    forward = sum(1 for n in names[:first_grad] if computes(n))
+    backward = count(main, lambda n: n.endswith(("_grad", "_grad_")))
+    adam = count(main, lambda n: "adam" in n)
+    params = main.global_block().all_parameters()
+    trained = sum(1 for p in params if not p.stop_gradient)
+    boxes = {
+        "startup": (0.0, 2.0, f"startup program\n{count(programs.startup, lambda n: True)} ops: "
+                              f"initial values\n(run once)"),
+        "scope": (3.0, 2.0, f"scope\n{trained} parameters,\n{len(params) - trained} "
+                            f"batch-norm statistics"),
+        "main": (3.0, 0.0, f"main program\nforward: {forward} ops\nbackward: {backward} ops\n"
+                           f"Adam: {adam} ops"),
+        "test": (6.0, 2.0, f"test program\ncloned before the backward\n"
+                           f"{count(programs.test, computes)} ops, "
+                           f"test mode"),
+        "feed": (0.0, 0.0, "feed\nimg [B,1,28,28]\nlabel [B,1]"),
+        "fetch": (6.0, 0.0, "fetch_list\navg_cost, acc"),
+    }
+    fig = Figure(figsize=(9, 4))
+    ax = fig.add_subplot()
+    for x, y, text in boxes.values():
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5,
+                bbox={"boxstyle": "round", "facecolor": "aliceblue", "edgecolor": "tab:blue"})
+    for a, b, text in (("startup", "scope", "writes"), ("feed", "main", "each step"),
+                       ("main", "fetch", "each step"), ("scope", "main", "read and updated"),
+                       ("scope", "test", "read")):
+        (xa, ya, _), (xb, yb, _) = boxes[a], boxes[b]
+        ax.annotate("", (xb - 0.95 * np.sign(xb - xa), yb - 0.55 * np.sign(yb - ya)),
+                    (xa + 0.95 * np.sign(xb - xa), ya + 0.55 * np.sign(yb - ya)),
+                    arrowprops={"arrowstyle": "->", "color": "gray"})
+        ax.text((xa + xb) / 2, (ya + yb) / 2 + 0.12, text, ha="center", fontsize=8, color="gray")
+    ax.set_xlim(-1.3, 7.3)
+    ax.set_ylim(-0.9, 2.9)
+    ax.axis("off")
+    ax.set_title("the static graph: programs declared first, run by the executor", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_maps(maps, title, columns=10):
+    """Each channel of one image's ``[C, H, W]`` activations as a small picture."""
+    maps = np.asarray(maps)
+    rows = -(-len(maps) // columns)
+    fig = Figure(figsize=(columns * 0.8, rows * 0.85 + 0.4))
+    for i, m in enumerate(maps):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(m, cmap="viridis")
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_filters(weights, title="first-layer filters"):
+    """A convolution's ``[C, 1, k, k]`` filters, each as a k x k picture (red positive,
+    blue negative)."""
+    weights = np.asarray(weights)[:, 0]
+    limit = np.abs(weights).max()
+    columns = min(10, len(weights))
+    rows = -(-len(weights) // columns)
+    fig = Figure(figsize=(columns * 0.8, rows * 0.85 + 0.4))
+    for i, w in enumerate(weights):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_templates(weights):
+    """Softmax regression's ``[784, 10]`` weights as ten 28x28 templates: where ink raises
+    a digit's score (red) and where it lowers it (blue)."""
+    weights = np.asarray(weights)
+    limit = np.abs(weights).max()
+    fig = Figure(figsize=(10, 1.5))
+    for digit in range(10):
+        ax = fig.add_subplot(1, 10, digit + 1)
+        ax.imshow(weights[:, digit].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(str(digit), fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
