@@ -17,6 +17,7 @@ from recognize_digits.infer import InferenceModel, evaluate
 from recognize_digits.train import StepEvent, train
 
 from conftest import subset
+from test_train import without_seconds
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "v994b6f9"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
@@ -24,11 +25,6 @@ EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 
 def fixture_data(sample):
     return subset(sample, 500, 200)  # what make.py trained on
-
-
-def without_seconds(metrics):
-    return {k: ([{**p, "seconds": 0} for p in v] if k == "passes" else v)
-            for k, v in metrics.items()}
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
