@@ -1,6 +1,6 @@
 """Training and prediction speed of LeNet-5, side by side in one run.
 
-    python benchmarks/throughput.py [--data-dir ../shared/mnist] [--steps 300]
+    python benchmarks/throughput.py [--data-dir ../shared/mnist] [--steps 300] [--against DIR]
 
 Each training variant runs in its own process (so that flags and memory do not mix)
 on the same data, batch 64, Adam 0.001, and reports images/s over ``--steps`` steps
@@ -19,6 +19,10 @@ Then evaluation and prediction speed, import time and the time of a whole
 ``recognize-digits predict`` process; and, taking turns, a whole one-pass
 ``recognize-digits train --model cnn --epochs 1`` process against the same work in a
 PyTorch process (``benchmarks/pytorch_lenet.py``, 2 threads).
+
+``--against DIR`` also runs the package's own variants (both training loops and
+prediction) with the package of another checkout (``git worktree add DIR COMMIT``), in
+the same turns, and prints its figures beside this checkout's: how a change moved speed.
 """
 
 import argparse
@@ -226,6 +230,9 @@ def main():
     parser.add_argument("--steps", type=int, default=300, help="timed training steps (default 300)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of each variant, taking turns; the median counts (default 3)")
+    parser.add_argument("--against", metavar="DIR",
+                        help="a checkout of another version to compare the package's own "
+                        "variants with, side by side")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -242,14 +249,19 @@ def main():
           "--save-dir", model_dir)
     # Variants take turns, round after round, and each reports its median round, so
     # that a passing disturbance of the machine hits them all alike.
-    runs = {variant: [] for variant in VARIANTS}
+    turns = [(variant, None) for variant in VARIANTS]
+    if args.against:  # the other checkout's package first on the path
+        env = {**os.environ, "PYTHONPATH": str(Path(args.against).resolve())}
+        turns += [(variant, env) for variant in OWN]
+    runs = {turn: [] for turn in range(len(turns))}
     extra = ["--data-dir", args.data_dir] if args.data_dir else []
     for _ in range(args.rounds):
-        for variant in VARIANTS:
+        for turn, (variant, env) in enumerate(turns):
             out, err = spawn(__file__, "--worker", variant, "--steps", args.steps,
-                             "--model-dir", model_dir, *extra)
-            runs[variant].append(json.loads(out) if out else err)
-    results, rates = {variant: _median_run(r) for variant, r in runs.items()}, {}
+                             "--model-dir", model_dir, *extra, env=env)
+            runs[turn].append(json.loads(out) if out else err)
+    medians = [_median_run(runs[turn]) for turn in range(len(turns))]
+    results, rates = dict(zip(VARIANTS, medians)), {}
     base, torch_rate = (results.get(k) for k in ("plain PIR", "PyTorch"))
     for variant, result in results.items():
         if variant in ("data pipeline", "prediction"):
@@ -283,7 +295,33 @@ def main():
             spawn(*cmd)
             runs.append(time.perf_counter() - start)
         print(f"| {name} (median of 3) | {statistics.median(runs):.2f} s |")
+    if args.against:
+        against(args.against, results, medians[len(VARIANTS):])
     whole_process(args.data_dir, args.rounds)
+
+
+OWN = ("project", "project, dynamic mode", "prediction")  # what --against runs again
+
+
+def against(folder, results, others):
+    """This checkout's figures beside the other checkout's, from the same turns."""
+    commit = subprocess.run(["git", "-C", folder, "log", "-1", "--format=%h"],
+                            capture_output=True, text=True).stdout.strip() or folder
+    print(f"\n| side by side (median of the same rounds) | this checkout | {commit} | "
+          f"this / {commit} |")
+    print("|---|---|---|---|")
+    for variant, other in zip(OWN, others):
+        mine = results[variant]
+        if not (isinstance(mine, dict) and isinstance(other, dict)):
+            print(f"| {variant} | failed: {mine if not isinstance(mine, dict) else other} | | |")
+            continue
+        keys = ({"rate": "images/s"} if variant != "prediction" else
+                {"evaluate": "evaluate images/s", "predict": "predict images/s",
+                 "latency_ms": "one image, ms"})
+        for key, unit in keys.items():
+            shown = "{:.3f}" if key == "latency_ms" else "{:,.0f}"
+            print(f"| {variant}: {unit} | {shown.format(mine[key])} | "
+                  f"{shown.format(other[key])} | {mine[key] / other[key]:.2f}x |")
 
 
 def whole_process(data_dir, rounds):
