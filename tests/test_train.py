@@ -312,6 +312,30 @@ def test_resume_is_exact_in_the_same_process(model, graph, sample, tmp_path):
     assert not (tmp_path / "cut" / "checkpoint").exists()
 
 
+@pytest.mark.parametrize("graph", ["static", "dynamic"])
+@pytest.mark.parametrize("validation", [None, 0])
+@pytest.mark.parametrize("augment", [False, True])
+def test_every_way_to_train_saves_a_model_and_resumes_exactly(graph, validation, augment, sample,
+                                                              tmp_path):
+    data = subset(sample, 300, 100)  # 5 batches a pass, 25 held out (or none)
+    options = dict(epochs=2, data=data, seed=3, validation=validation, augment=augment,
+                   graph=graph, log=lambda *a: None)
+    whole = ctrl_c_at(lambda event: False)
+    expected = train("softmax", save_dir=tmp_path / "whole", event_handler=whole, **options)
+    first = ctrl_c_at(lambda e: isinstance(e, StepEvent) and (e.pass_id, e.batch_id) == (0, 1))
+    with pytest.raises(TrainingInterrupted, match="stopped at pass 0, batch 2"):
+        train("softmax", save_dir=tmp_path / "cut", event_handler=first, **options)
+    rest = ctrl_c_at(lambda event: False)
+    resumed = train(data=data, save_dir=tmp_path / "cut", resume=True, event_handler=rest,
+                    log=lambda *a: None)
+    assert first.costs + rest.costs == whole.costs
+    assert without_seconds(resumed) == without_seconds(expected)
+    if validation == 0:
+        assert resumed["best_pass"] == 1 and resumed["chosen_by"] == "last pass"
+    cost, _ = evaluate(InferenceModel(tmp_path / "cut"), data.test_images, data.test_labels)
+    assert cost == pytest.approx(expected["passes"][expected["best_pass"]]["test_cost"], rel=1e-4)
+
+
 @pytest.mark.parametrize("during", ["test", "save"])
 def test_ctrl_c_during_the_test_pass_or_a_save_stops_after_it(during, sample, tmp_path,
                                                              monkeypatch):
