@@ -171,7 +171,8 @@ def _train(args):
     from .checkpoint import Checkpoint
     from .train import train
 
-    check_positive(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr)
+    check_positive(epochs=args.epochs, batch_size=args.batch_size)
+    check_positive(whole=False, learning_rate=args.lr)
     # a resumed training goes on with the settings it started with
     model = Checkpoint(args.save_dir).read()["metrics"]["model"] if args.resume else args.model
     data = data_module.load_mnist(args.data_dir, args.sample)
@@ -198,7 +199,8 @@ def _compare(args):
     from .storage import replace_file
     from .train import train
 
-    check_positive(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr)
+    check_positive(epochs=args.epochs, batch_size=args.batch_size)
+    check_positive(whole=False, learning_rate=args.lr)
     data = data_module.load_mnist(args.data_dir, args.sample)
     out, runs = Path(args.out), {}
     for name in MODELS:
@@ -259,20 +261,35 @@ def _evaluate_images(model, folder, report):
 
 
 def _predict(args):
+    """One line (or JSON entry) an image; an image that cannot be read is reported and
+    the rest are still recognised, with exit status 1 at the end."""
     import numpy as np
 
+    from .errors import ImageError
     from .infer import InferenceModel, load_image
 
     model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
-    digits, probs = model.predict(np.concatenate(
-        [load_image(path, preprocess=args.preprocess) for path in args.images]))
+    inputs, errors = [], {}  # errors by the image's place in the list
+    for i, path in enumerate(args.images):
+        try:
+            inputs.append(load_image(path, preprocess=args.preprocess))
+        except ImageError as e:
+            errors[i] = str(e)
+            print(f"recognize-digits: error: {e}", file=sys.stderr)
+    answers = iter(zip(*model.predict(np.concatenate(inputs)))) if inputs else iter(())
+    results = [None if i in errors else next(answers) for i in range(len(args.images))]
     if args.json:
-        print(json.dumps([{"image": path, "digit": int(d), "probabilities": p.tolist()}
-                          for path, d, p in zip(args.images, digits, probs)], indent=1))
-        return
-    for path, d, p in zip(args.images, digits, probs):
-        runners_up = ", ".join(f"{k} ({p[k]:.4f})" for k in np.argsort(-p)[1:3])
-        print(f"{path}: {d} (probability {p[d]:.4f}; then {runners_up})")
+        print(json.dumps([{"image": path, "error": errors[i]} if i in errors else
+                          {"image": path, "digit": int(results[i][0]),
+                           "probabilities": results[i][1].tolist()}
+                          for i, path in enumerate(args.images)], indent=1))
+    else:
+        for path, result in zip(args.images, results):
+            if result is not None:
+                d, p = result
+                runners_up = ", ".join(f"{k} ({p[k]:.4f})" for k in np.argsort(-p)[1:3])
+                print(f"{path}: {d} (probability {p[d]:.4f}; then {runners_up})")
+    return 1 if errors else 0
 
 
 def _serve(args):
@@ -326,7 +343,7 @@ def main(argv=None):
         with warnings.catch_warnings():
             warnings.simplefilter("always", FallbackWarning)
             warnings.showwarning = _one_line_notes(warnings.showwarning)
-            args.func(args)
+            code = args.func(args)
     except RecognizeDigitsError as e:
         print(f"recognize-digits: {'stopped' if isinstance(e, KeyboardInterrupt) else 'error'}: "
               f"{e}", file=sys.stderr)
@@ -338,4 +355,4 @@ def main(argv=None):
         where = f"{e.filename}: " if e.filename else ""
         print(f"recognize-digits: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0

@@ -1,5 +1,6 @@
 """Inference: load images and the saved model, recognise digits, evaluate."""
 
+import re
 import warnings
 from pathlib import Path
 
@@ -170,8 +171,10 @@ class InferenceModel:
         return self._predictors[threads]
 
     def predict(self, images):
-        """Digits ``int64 [N]`` and probabilities ``float32 [N, 10]`` for ``[N, 1, 28, 28]`` images."""
-        images = np.ascontiguousarray(images, np.float32).reshape(-1, 1, 28, 28)
+        """Digits ``int64 [N]`` and probabilities ``float32 [N, 10]`` for images as
+        :func:`load_image` makes them: float ``[N, 1, 28, 28]`` (or ``[28, 28]``, ``[N, 28, 28]``)
+        in [-1, 1]; anything else is refused with an :class:`ImageError` (see :func:`check_inputs`)."""
+        images = check_inputs(images)
         small = len(images) <= self.SMALL_BATCH or self.gpu
         predictor, inputs, outputs = self._predictor(1 if small else self.threads)
         inputs.reshape(images.shape)
@@ -179,6 +182,25 @@ class InferenceModel:
         predictor.run()
         probs = outputs.copy_to_cpu()
         return probs.argmax(axis=1), probs
+
+
+def check_inputs(images):
+    """``images`` as the model's float32 ``[N, 1, 28, 28]`` input, or an :class:`ImageError`
+    saying what is wrong: not floats (uint8 pixels would be read as far brighter than any
+    digit), not 28x28 with one channel, not finite, or outside [-1, 1]."""
+    array = np.asarray(images)
+    expected = ("give float images [N, 1, 28, 28] in [-1, 1], as load_image makes them "
+                "(recognize_digits.data.normalize turns uint8 pixels into that)")
+    if array.dtype.kind != "f":
+        raise ImageError(f"the images are {array.dtype}, not floating point; {expected}")
+    lead = array.shape[:-2]
+    if array.shape[-2:] != (28, 28) or len(lead) > 2 or (len(lead) == 2 and lead[1] != 1):
+        raise ImageError(f"the images have shape {list(array.shape)}; {expected}")
+    if not np.isfinite(array).all():
+        raise ImageError(f"the images hold NaN or infinite values; {expected}")
+    if array.size and (array.min() < -1.001 or array.max() > 1.001):
+        raise ImageError(f"the images range from {array.min():g} to {array.max():g}; {expected}")
+    return np.ascontiguousarray(array, np.float32).reshape(-1, 1, 28, 28)
 
 
 def _input_shape(prefix):
@@ -257,12 +279,15 @@ def confusion_matrix(labels, digits):
     return confusion
 
 
+# one ASCII digit, then anything but a digit: 3_mine.png and 3.png, not 13.png or 2024_3.png
+_LABEL = re.compile(r"([0-9])(?![0-9])")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def load_labelled_images(folder, preprocess=True):
     """Your own digits, labelled by where they lie: in sub-folders ``0`` to ``9``, or with
-    the digit as the first character of the file name (``3_mine.png``).
+    the digit as the first character of the file name, followed by anything but another
+    digit (``3_mine.png``; ``13.png`` or ``20240501_3.png`` are not labelled).
 
     Returns ``(paths, labels, inputs, skipped)``: the inputs ``[N, 1, 28, 28]`` as
     :func:`load_image` makes them, and ``(path, reason)`` for every image file that
@@ -275,11 +300,11 @@ def load_labelled_images(folder, preprocess=True):
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
             continue
-        parent, first = path.parent.name, path.name[0]
-        if path.parent != folder and len(parent) == 1 and parent.isdigit():
+        parent, label = path.parent.name, _LABEL.match(path.name)
+        if path.parent != folder and len(parent) == 1 and parent in "0123456789":
             found.append((path, int(parent)))
-        elif first.isdigit():
-            found.append((path, int(first)))
+        elif label:
+            found.append((path, int(label.group(1))))
     if not found:
         raise ImageError(f"{folder}: no labelled images; put them in sub-folders 0 to 9, or "
                          f"start each file name with its digit (3_mine.png)")

@@ -125,8 +125,8 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
     check_model(model)
     if graph not in ENGINES:
         raise ConfigError(f"graph must be 'static' or 'dynamic', got {graph!r}")
-    check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                   threads=threads)
+    check_positive(epochs=epochs, batch_size=batch_size, threads=threads)
+    check_positive(whole=False, learning_rate=learning_rate)
     if seed is not None and not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31):
         raise ConfigError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
     run.place = select_place(device)

@@ -277,3 +277,44 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_p
 def test_resume_without_checkpoint(tmp_path, sample):
     with pytest.raises(ConfigError, match="no checkpoint to resume from"):
         train(data=sample, save_dir=tmp_path, resume=True, **quiet())
+
+
+# --- what predict and train are given in Python ------------------------------------
+
+@pytest.mark.parametrize("images, message", [
+    (DIGIT, "are uint8, not floating point"),  # 0-255 pixels read as far too bright
+    (DIGIT[None, None].astype(np.float32), "range from 0 to 254"),
+    (np.zeros((1, 3, 28, 28), np.float32), r"shape \[1, 3, 28, 28\]"),
+    (np.zeros((2, 784), np.float32), r"shape \[2, 784\]"),
+    (np.full((1, 1, 28, 28), np.nan, np.float32), "NaN or infinite"),
+    (np.full((1, 1, 28, 28), np.inf, np.float32), "NaN or infinite"),
+])
+def test_predict_refuses_what_is_not_an_input_it_can_read(images, message, trained_cnn):
+    model = InferenceModel(trained_cnn[0])
+    with pytest.raises(ImageError, match=message) as error:
+        model.predict(images)
+    assert "float images [N, 1, 28, 28] in [-1, 1], as load_image makes them" in str(error.value)
+
+
+def test_predict_takes_every_shape_of_a_28x28_input(trained_cnn):
+    model = InferenceModel(trained_cnn[0])
+    x = load_image(INFER_3)
+    digits = [model.predict(shaped)[0].tolist() for shaped in (x, x[0], x[0, 0], x[:, 0])]
+    assert digits == [[3]] * 4
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(epochs=1.5), "epochs must be a whole number, got 1.5"),
+    (dict(batch_size="64"), "batch-size must be a whole number, got '64'"),
+    (dict(threads=True), "threads must be a whole number, got True"),
+    (dict(learning_rate="0.1"), "learning-rate must be a number, got '0.1'"),
+    (dict(learning_rate=float("nan")), "learning-rate must be > 0, got nan"),
+])
+def test_options_of_the_wrong_type_are_refused_in_one_line(options, message, sample, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        train(data=sample, save_dir=tmp_path, **options, **quiet())
+
+
+def test_threads_given_as_text_are_refused(trained_cnn):
+    with pytest.raises(ConfigError, match="threads must be a whole number, got '2'"):
+        InferenceModel(trained_cnn[0], threads="2")

@@ -304,3 +304,17 @@ def test_serve_says_when_its_model_was_not_trained_for_your_digits(cli_model, tm
         lines = capsys.readouterr().out.splitlines()
         assert lines[-1].startswith("Draw a digit at http://127.0.0.1:")
         assert (len(lines) == 2 and "trained without --augment" in lines[0]) is noted
+
+
+def test_predict_goes_on_past_an_image_it_cannot_read(cli_model, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n")
+    proc = run("predict", INFER_3, broken, INFER_3, "--model-dir", cli_model[0], check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert [line.split(":")[0] for line in proc.stdout.splitlines()] == [str(INFER_3)] * 2
+    assert proc.stderr.strip() == f"recognize-digits: error: {broken}: cannot read it as an " \
+        f"image (cannot identify image file '{broken}'); is it a complete PNG, JPEG or other picture?"
+    proc = run("predict", broken, INFER_3, "--model-dir", cli_model[0], "--json", check=False)
+    first, second = json.loads(proc.stdout)
+    assert proc.returncode == 1 and first["image"] == str(broken) and "cannot read" in first["error"]
+    assert second["digit"] == 3
