@@ -13,9 +13,11 @@ from .engine import MODEL_PREFIX, TEST_BATCH_SIZE, select_place
 from .errors import FallbackWarning, ImageError, ModelError, check_positive, one_line
 from .preprocess import WORK_SIDE, colour_to_grey, mnist_style
 from .speed import available_cores, set_onednn
+from .storage import checksum_matches
 
 
 MIN_SIDE = 8  # smaller images cannot hold a recognisable digit
+MAX_PARAMETER = 1e6  # no trained parameter comes near; random bytes read as floats often do
 MAX_PIXELS = 50_000_000  # larger ones would take gigabytes to decode: refused up front
 
 
@@ -123,7 +125,11 @@ class InferenceModel:
         if missing:
             raise ModelError(f"{model_dir}: no saved model ({', '.join(missing)} missing); {train_one}")
         check_positive(threads=threads)
-        shape = _input_shape(self.files[0].with_suffix(""))
+        _check_sum(self.files[1], train_one)
+        try:
+            shape = read_saved_model(self.files[0].with_suffix(""))
+        except ModelError as e:
+            raise ModelError(f"{e}; {train_one}") from None
         if shape is not None and shape != [-1, 1, 28, 28]:
             raise ModelError(f"{model_dir}: the model takes input of shape {shape}, not 28x28 "
                              f"digits [-1, 1, 28, 28]; {train_one}")
@@ -184,6 +190,14 @@ class InferenceModel:
         return probs.argmax(axis=1), probs
 
 
+def _check_sum(params, train_one):
+    """Refuse parameters that do not match the SHA-256 saved with them (models saved
+    before the package wrote one are checked by :func:`read_saved_model` alone)."""
+    if not checksum_matches(params):
+        raise ModelError(f"{params}: the file does not match the checksum saved with it "
+                         f"({params.with_suffix('.sha256').name}), so it is damaged; {train_one}")
+
+
 def check_inputs(images):
     """``images`` as the model's float32 ``[N, 1, 28, 28]`` input, or an :class:`ImageError`
     saying what is wrong: not floats (uint8 pixels would be read as far brighter than any
@@ -203,19 +217,33 @@ def check_inputs(images):
     return np.ascontiguousarray(array, np.float32).reshape(-1, 1, 28, 28)
 
 
-def _input_shape(prefix):
-    """The declared shape of a saved model's input, or None if it cannot be read."""
+def read_saved_model(prefix):
+    """The declared input shape of a saved model, after checking its parameters: each of
+    the shape its program declares, finite and of a plausible size (a damaged file gives
+    NaN, infinite or enormous values). None if the model cannot be read at all (the
+    predictor then says why); a :class:`ModelError` naming the first bad parameter."""
     dynamic = paddle.in_dynamic_mode()
     paddle.enable_static()
+    scope = paddle.static.Scope()
     try:
-        with paddle.static.scope_guard(paddle.static.Scope()):
+        with paddle.static.scope_guard(scope):
             program, _, _ = paddle.static.load_inference_model(
                 str(prefix), paddle.static.Executor(paddle.CPUPlace()))
     except (RuntimeError, ValueError, OSError):
-        return None  # the predictor below says what is wrong
+        return None
     finally:
         if dynamic:  # leave a dynamic-mode session as it was
             paddle.disable_static()
+    for param in program.global_block().all_parameters():
+        value = np.array(scope.find_var(param.name).get_tensor())
+        problem = (f"has shape {list(value.shape)}, not {list(param.shape)}"
+                   if list(value.shape) != list(param.shape) else
+                   "holds NaN or infinite values" if not np.isfinite(value).all() else
+                   f"holds values as large as {np.abs(value).max():.3g}"
+                   if np.abs(value).max() > MAX_PARAMETER else None)
+        if problem:
+            raise ModelError(f"{prefix}.pdiparams: parameter {param.name} {problem}, so the "
+                             f"file is damaged")
     return [list(op.result(0).shape) for op in program.global_block().ops
             if op.name() == "pd_op.data"][0]
 

@@ -3,6 +3,7 @@ and one writer per save folder at a time, on Linux, macOS and Windows alike."""
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -42,6 +43,24 @@ def replace_file(path, write):
 
 def write_json(path, obj):
     replace_file(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
+
+
+def write_checksum(path):
+    """Write the SHA-256 of the file ``path`` beside it (``model.pdiparams`` gets
+    ``model.sha256``), so that a reader can tell a damaged file from a whole one."""
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.with_suffix(".sha256").write_text(f"{digest}  {path.name}\n")
+
+
+def checksum_matches(path):
+    """Whether the file ``path`` still has the SHA-256 written beside it (True where
+    none was written)."""
+    path = Path(path)
+    record = path.with_suffix(".sha256")
+    if not record.is_file():
+        return True
+    return record.read_text().split()[:1] == [hashlib.sha256(path.read_bytes()).hexdigest()]
 
 
 def new_folder(target):

@@ -24,7 +24,7 @@ from .engine import MODEL_PREFIX, TEST_BATCH_SIZE, select_place  # noqa: F401 (r
 from .errors import ConfigError, DivergedError, TrainingInterrupted, check_positive
 from .models import check_model
 from .static_graph import Programs, StaticEngine, optimizer_program, train_program  # noqa: F401
-from .storage import check_save_dir, exclusive, write_folder, write_json
+from .storage import check_save_dir, exclusive, write_checksum, write_folder, write_json
 
 DEFAULT_SAVE_DIR = "recognize_digits.inference.model"
 ENGINES = {"static": StaticEngine, "dynamic": DynamicEngine}  # the ways of training, by graph
@@ -248,5 +248,6 @@ def save_model(run, metrics):
     ``save_dir`` is carried over."""
     def fill(folder):
         run.engine.save_inference_model(folder / MODEL_PREFIX)
+        write_checksum(folder / f"{MODEL_PREFIX}.pdiparams")
         write_json(folder / "metrics.json", metrics)
     write_folder(run.save_dir, fill, carry=True)

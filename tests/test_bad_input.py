@@ -133,6 +133,40 @@ def test_bad_model_dirs(tmp_path, trained_cnn):
         InferenceModel(other)
 
 
+def damaged_copy(model_dir, folder, damage, checksum=True):
+    """A copy of a saved model with ``damage(bytes) -> bytes`` done to its parameters."""
+    import shutil
+
+    shutil.copytree(model_dir, folder)
+    params = folder / "model.pdiparams"
+    params.write_bytes(damage(params.read_bytes()))
+    if not checksum:
+        (folder / "model.sha256").unlink()
+    return folder
+
+
+def overwrite_end(data, new):
+    return data[:-len(new)] + new
+
+
+@pytest.mark.parametrize("damage, checksum, message", [
+    (lambda b: overwrite_end(b, b"\xff" * 1000), False, "holds NaN or infinite values"),
+    (lambda b: overwrite_end(b, np.random.default_rng(0).bytes(1000)), False,
+     "holds (NaN or infinite values|values as large as)"),
+    (lambda b: overwrite_end(b, np.float32([0.5]).tobytes()), False, None),  # undetectable
+    (lambda b: overwrite_end(b, np.float32([0.5]).tobytes()), True, "does not match the checksum"),
+])
+def test_damaged_parameters_are_refused(damage, checksum, message, trained_cnn, tmp_path):
+    assert (trained_cnn[0] / "model.sha256").is_file()  # saved with every model
+    folder = damaged_copy(trained_cnn[0], tmp_path / "damaged", damage, checksum)
+    if message is None:  # a plausible value changed: only the checksum tells
+        InferenceModel(folder)
+        return
+    with pytest.raises(ModelError, match=message) as error:
+        InferenceModel(folder)
+    assert "damaged" in str(error.value) and len(str(error.value).splitlines()) == 1
+
+
 # --- options and training faults ---------------------------------------------------------
 
 def test_save_dir_that_is_a_file_or_not_writable(tmp_path, sample, monkeypatch):
