@@ -50,6 +50,23 @@ class Checkpoint:
         raise ConfigError(f"{self.save_dir}: no checkpoint to resume from; start a new "
                           f"training without --resume")
 
+    def check_settings(self, state, given):
+        """Refuse ``given`` settings (name: value) that differ from those the checkpoint's
+        training started with, naming each: a resumed training goes on with its own."""
+        differ = [f"--{k.replace('_', '-')} {v} (it has {state['metrics'][k]})"
+                  for k, v in given.items() if v != state["metrics"][k]]
+        if differ:
+            raise ConfigError(f"{self.save_dir}: --resume goes on with the settings the training "
+                              f"started with, and these differ: {'; '.join(differ)}; leave them "
+                              f"out, or start a new training without --resume")
+
+    def check_data(self, state, source):
+        """Refuse to go on with other data than the checkpoint's training had."""
+        if source != state["metrics"]["data"]:
+            raise ConfigError(f"{self.save_dir}: the training to resume ran on "
+                              f"{state['metrics']['data']}, not on {source}; give the data "
+                              f"options it started with")
+
     def load_into(self, engine):
         engine.load_checkpoint(self.folder / "train")
 

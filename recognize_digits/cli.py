@@ -9,7 +9,7 @@ from pathlib import Path
 from . import data as data_module
 from .errors import ConfigError, FallbackWarning, RecognizeDigitsError, check_positive
 from .models import MODELS
-from .train import DEFAULT_SAVE_DIR, StepEvent
+from .train import DEFAULT_SAVE_DIR, DEFAULTS, StepEvent
 
 
 def _data_options(parser):
@@ -32,8 +32,8 @@ def _validation_option(parser):
                         "of them, 5,000 of MNIST's 60,000); 0 trains on all and keeps the last pass")
 
 
-def _augment_option(parser):
-    parser.add_argument("--augment", action="store_true",
+def _augment_option(parser, default=False):
+    parser.add_argument("--augment", action="store_true", default=default,
                         help="train on randomly rotated, scaled, slanted, shifted, thinner and "
                         "thicker copies of the training digits, for a model that reads users' "
                         "own digits better (default: off, the chapter's settings)")
@@ -59,19 +59,23 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = commands.add_parser("train", help="train a model and save its best pass")
-    p.add_argument("--model", choices=list(MODELS), default="cnn",
-                   help="softmax regression, multilayer perceptron or LeNet-5 (default: cnn)")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the training set (default: 5)")
-    p.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
-    p.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate (default: 0.001)")
+    # the defaults are train()'s, filled in by _train: with --resume only what is given counts
+    p.add_argument("--model", choices=list(MODELS), help=f"softmax regression, multilayer "
+                   f"perceptron or LeNet-5 (default: {DEFAULTS['model']})")
+    p.add_argument("--epochs", type=int,
+                   help=f"passes over the training set (default: {DEFAULTS['epochs']})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"images in a training batch (default: {DEFAULTS['batch_size']})")
+    p.add_argument("--lr", type=float,
+                   help=f"Adam's learning rate (default: {DEFAULTS['learning_rate']})")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                    help="auto takes the GPU when Paddle has one (default: auto)")
     _data_options(p)
     _validation_option(p)
     p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--seed", type=int, help="make the run reproducible")
-    _augment_option(p)
-    p.add_argument("--graph", choices=["static", "dynamic"], default="static",
+    _augment_option(p, default=None)  # None: not given
+    p.add_argument("--graph", choices=["static", "dynamic"],
                    help="static: a program run by an executor, as the chapter teaches; "
                    "dynamic: the same network as a paddle.nn.Layer run eagerly, saved with "
                    "paddle.jit.save (default: static)")
@@ -173,21 +177,29 @@ def _train(args):
 
     check_positive(epochs=args.epochs, batch_size=args.batch_size)
     check_positive(whole=False, learning_rate=args.lr)
-    # a resumed training goes on with the settings it started with
-    model = Checkpoint(args.save_dir).read()["metrics"]["model"] if args.resume else args.model
+    settings = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+                "learning_rate": args.lr, "seed": args.seed, "validation": args.validation,
+                "augment": args.augment, "graph": args.graph}
+    if args.resume:  # it goes on with the settings it started with: only those may be given
+        checkpoint = Checkpoint(args.save_dir)
+        state = checkpoint.read()
+        checkpoint.check_settings(state, {k: v for k, v in settings.items() if v is not None})
+        settings = {k: state["metrics"][k] for k in settings}
+    else:
+        settings = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
     data = data_module.load_mnist(args.data_dir, args.sample)
     if not args.resume:
-        tqdm.write(f"Training {model} on {data.source}")
+        tqdm.write(f"Training {settings['model']} on {data.source}")
     curves = None
     if args.plot:
         from .plot import CostCurves
 
-        curves = CostCurves(f"{model} on {'the MNIST sample' if data.is_sample else 'MNIST'}",
+        curves = CostCurves(f"{settings['model']} on "
+                            f"{'the MNIST sample' if data.is_sample else 'MNIST'}",
                             save_to=args.plot)
-    train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
-          save_dir=args.save_dir, seed=args.seed, validation=args.validation, log=tqdm.write,
+    train(**settings, device=args.device, data=data, save_dir=args.save_dir, log=tqdm.write,
           onednn=args.onednn, event_handler=_progress(curves), threads=args.threads,
-          resume=args.resume, augment=args.augment, graph=args.graph)
+          resume=args.resume)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
                + (f" and the cost curves in {args.plot}" if curves else ""))
 

@@ -318,3 +318,28 @@ def test_predict_goes_on_past_an_image_it_cannot_read(cli_model, tmp_path):
     first, second = json.loads(proc.stdout)
     assert proc.returncode == 1 and first["image"] == str(broken) and "cannot read" in first["error"]
     assert second["digit"] == 3
+
+
+def test_resume_refuses_options_other_than_the_checkpoints(sample, tmp_path, capsys):
+    import signal
+
+    from recognize_digits.errors import TrainingInterrupted
+    from recognize_digits.train import StepEvent, train
+
+    def ctrl_c_at_batch_2(event):
+        if isinstance(event, StepEvent) and event.batch_id == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train("softmax", epochs=2, data=sample, save_dir=tmp_path / "m", seed=1,
+              event_handler=ctrl_c_at_batch_2, log=lambda *a: None)
+    resume = ["train", "--resume", "--save-dir", str(tmp_path / "m")]
+    for extra, message in ((["--sample", "--model", "cnn", "--epochs", "5"],
+                            "--model cnn (it has softmax); --epochs 5 (it has 2)"),
+                           (["--sample", "--augment"], "--augment True (it has False)"),
+                           (["--data-dir", str(write_mnist(tmp_path / "other"))],
+                            "not on " + str(tmp_path / "other"))):
+        assert cli.main(resume + extra) == 1
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert cli.main(resume + ["--sample", "--model", "softmax", "--epochs", "2"]) == 0

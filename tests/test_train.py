@@ -1,6 +1,7 @@
 import importlib
 import json
 import os
+import re
 import signal
 from unittest import mock
 
@@ -440,3 +441,28 @@ def test_lenet_one_pass_on_full_mnist(tmp_path):
     metrics = train("cnn", epochs=1, data=load_mnist(full_mnist_dir()), save_dir=tmp_path,
                     seed=0, **quiet())
     assert metrics["passes"][0]["test_acc"] >= 0.975
+
+
+def test_resume_refuses_settings_or_data_other_than_the_checkpoints(sample, tmp_path):
+    from conftest import write_mnist
+
+    data = subset(sample, 640)
+    stop = ctrl_c_at(lambda e: isinstance(e, StepEvent) and (e.pass_id, e.batch_id) == (0, 2))
+    with pytest.raises(TrainingInterrupted):
+        train("softmax", epochs=2, data=data, save_dir=tmp_path, seed=1, event_handler=stop,
+              log=lambda *a: None)
+    for options, named in ((dict(model="mlp"), "--model mlp (it has softmax)"),
+                           (dict(epochs=3, learning_rate=0.01),
+                            "--epochs 3 (it has 2); --learning-rate 0.01 (it has 0.001)"),
+                           (dict(graph="dynamic"), "--graph dynamic (it has static)"),
+                           (dict(seed=2), "--seed 2 (it has 1)")):
+        with pytest.raises(ConfigError, match=re.escape(named)):
+            train(data=data, save_dir=tmp_path, resume=True, **options, **quiet())
+    other = load_mnist(write_mnist(tmp_path / "other", n_train=640, n_test=200))
+    with pytest.raises(ConfigError, match="ran on sample .*, not on .*other; give the data "
+                                          "options it started with"):
+        train(data=other, save_dir=tmp_path, resume=True, **quiet())
+    # what equals the checkpoint's may be given; the training goes on
+    metrics = train("softmax", epochs=2, seed=1, data=data, save_dir=tmp_path, resume=True,
+                    **quiet())
+    assert len(metrics["passes"]) == 2
