@@ -1,6 +1,7 @@
 """Bad input and faults: each ends in one clear line, a specific error, nothing lost."""
 
 import io
+import json
 import struct
 import subprocess
 import sys
@@ -352,3 +353,129 @@ def test_options_of_the_wrong_type_are_refused_in_one_line(options, message, sam
 def test_threads_given_as_text_are_refused(trained_cnn):
     with pytest.raises(ConfigError, match="threads must be a whole number, got '2'"):
         InferenceModel(trained_cnn[0], threads="2")
+
+
+# --- damaged or hand-edited checkpoints --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, sample):
+    """Ctrl-C checkpoints of softmax regression (static and dynamic) and of the perceptron
+    (static), each stopped at pass 0 after batch 1: {name: save folder}."""
+    import os
+    import signal
+
+    from recognize_digits.errors import TrainingInterrupted
+    from recognize_digits.train import StepEvent
+
+    from conftest import subset
+
+    def stop(event):
+        if isinstance(event, StepEvent) and event.batch_id == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    folders = {}
+    for name, model, graph in (("static", "softmax", "static"), ("dynamic", "softmax", "dynamic"),
+                               ("mlp", "mlp", "static")):
+        folders[name] = tmp_path_factory.mktemp("checkpoints") / name
+        with pytest.raises(TrainingInterrupted):
+            train(model, epochs=2, data=subset(sample, 300), save_dir=folders[name], seed=1,
+                  graph=graph, event_handler=stop, log=lambda *a: None)
+    return folders
+
+
+def edit_state(change):
+    def edit(folder):
+        path = folder / "checkpoint" / "state.json"
+        state = json.loads(path.read_text())
+        change(state)
+        path.write_text(json.dumps(state))
+    return edit
+
+
+def setting(name, value):
+    return edit_state(lambda state: state["metrics"].__setitem__(name, value))
+
+
+def cut_file(name, keep=100):
+    def cut(folder):
+        path = folder / "checkpoint" / name
+        path.write_bytes(path.read_bytes()[:keep])
+    return cut
+
+
+DAMAGES = {
+    "epochs as text": setting("epochs", "3"), "no epochs": setting("epochs", 0),
+    "batch 1.5": setting("batch_size", 1.5), "negative learning rate": setting("learning_rate", -1),
+    "learning rate as text": setting("learning_rate", "fast"), "seed -1": setting("seed", -1),
+    "seed too large": setting("seed", 2**31), "validation -5": setting("validation", -5),
+    "augment yes": setting("augment", "yes"), "graph eager": setting("graph", "eager"),
+    "model lenet": setting("model", "lenet"), "no model": edit_state(
+        lambda s: s["metrics"].pop("model")),
+    "pass -1": edit_state(lambda s: s.update(pass_id=-1)),
+    "pass past the end": edit_state(lambda s: s.update(pass_id=2)),
+    "batch -1": edit_state(lambda s: s.update(batch_id=-1)),
+    "batch as text": edit_state(lambda s: s.update(batch_id="2")),
+    "no rng": edit_state(lambda s: s.pop("rng")),
+    "rng garbage": edit_state(lambda s: s.update(rng={"bit_generator": "PCG64", "state": 3})),
+    "no partial": edit_state(lambda s: s.pop("partial")),
+    "partial too short": edit_state(lambda s: s["partial"][0].pop()),
+    "partial not lists": edit_state(lambda s: s.update(partial=7)),
+    "no metrics": edit_state(lambda s: s.pop("metrics")),
+    "metrics a list": edit_state(lambda s: s.update(metrics=[1, 2])),
+    "passes that were not run": edit_state(lambda s: s["metrics"]["passes"].append({})),
+    "seconds as text": edit_state(lambda s: s.update(seconds="ten")),
+    "state a list": lambda f: (f / "checkpoint" / "state.json").write_text("[1, 2]"),
+    "state not JSON": lambda f: (f / "checkpoint" / "state.json").write_text("{pass_id: 1"),
+    "state empty": lambda f: (f / "checkpoint" / "state.json").write_text(""),
+    "parameters truncated": cut_file("train.pdparams"),
+    "optimizer state truncated": cut_file("train.pdopt"),
+    "parameters empty": cut_file("train.pdparams", keep=0),
+    "parameters missing": lambda f: (f / "checkpoint" / "train.pdparams").unlink(),
+    "graph changed": setting("graph", "dynamic"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+@pytest.mark.parametrize("graph", ["static", "dynamic"])
+def test_a_damaged_checkpoint_is_refused_in_one_line(damage, graph, checkpoints, sample,
+                                                     tmp_path):
+    import shutil
+
+    from conftest import subset
+
+    folder = tmp_path / "m"
+    shutil.copytree(checkpoints[graph], folder)
+    (setting("graph", "static") if damage == "graph changed" and graph == "dynamic"
+     else DAMAGES[damage])(folder)
+    with pytest.raises(ConfigError) as error:
+        train(data=subset(sample, 300), save_dir=folder, resume=True, **quiet())
+    message = str(error.value)
+    assert len(message.splitlines()) == 1 and "without --resume" in message, message
+    assert "damaged" in message or "cannot be loaded" in message or "no checkpoint" in message
+
+
+@pytest.mark.parametrize("graph", ["static", "dynamic"])
+def test_another_models_parameters_in_a_checkpoint_are_refused(graph, checkpoints, sample,
+                                                               tmp_path):
+    import shutil
+
+    from conftest import subset
+
+    folder = tmp_path / "m"
+    shutil.copytree(checkpoints[graph], folder)
+    for name in ("train.pdparams", "train.pdopt"):  # the perceptron's, saved statically
+        shutil.copy(checkpoints["mlp"] / "checkpoint" / name, folder / "checkpoint" / name)
+    with pytest.raises(ConfigError, match="parameters cannot be loaded .*another network's"):
+        train(data=subset(sample, 300), save_dir=folder, resume=True, **quiet())
+
+
+def test_an_untouched_checkpoint_still_resumes(checkpoints, sample, tmp_path):
+    import shutil
+
+    from conftest import subset
+
+    for graph in ("static", "dynamic"):
+        shutil.copytree(checkpoints[graph], tmp_path / graph)
+        metrics = train(data=subset(sample, 300), save_dir=tmp_path / graph, resume=True,
+                        **quiet())
+        assert len(metrics["passes"]) == 2 and metrics["graph"] == graph
