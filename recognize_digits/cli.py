@@ -7,9 +7,7 @@ import warnings
 from pathlib import Path
 
 from . import data as data_module
-from .errors import ConfigError, FallbackWarning, RecognizeDigitsError, check_positive
-from .models import MODELS
-from .train import DEFAULT_SAVE_DIR, DEFAULTS, StepEvent
+from .errors import NO_PADDLE, ConfigError, FallbackWarning, RecognizeDigitsError, check_positive
 
 
 def _data_options(parser):
@@ -54,6 +52,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
+    from .models import MODELS
+    from .train import DEFAULT_SAVE_DIR, DEFAULTS
     parser = Parser(prog="recognize-digits",
                     description="Recognise handwritten digits (MNIST) with PaddlePaddle.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -144,6 +144,8 @@ def _progress(then=None):
     ``then(event)`` is called with every event too."""
     from tqdm import tqdm
 
+    from .train import StepEvent
+
     bar = None
 
     def show(event):
@@ -173,7 +175,7 @@ def _train(args):
     from tqdm import tqdm
 
     from .checkpoint import Checkpoint
-    from .train import train
+    from .train import DEFAULTS, train
 
     check_positive(epochs=args.epochs, batch_size=args.batch_size)
     check_positive(whole=False, learning_rate=args.lr)
@@ -207,6 +209,7 @@ def _train(args):
 def _compare(args):
     from tqdm import tqdm
 
+    from .models import MODELS
     from .plot import comparison_table, plot_accuracy
     from .storage import replace_file
     from .train import train
@@ -350,6 +353,11 @@ def _one_line_notes(show_warning):
 
 
 def main(argv=None):
+    try:
+        import paddle  # noqa: F401
+    except ImportError:
+        print(f"recognize-digits: error: {NO_PADDLE}", file=sys.stderr)
+        return 1
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():

@@ -3,6 +3,12 @@
 import numpy as np
 
 
+NO_PADDLE = ("PaddlePaddle is not installed: for the CPU, 'pip install paddlepaddle' (or "
+             "'pip install \".[cpu]\"' in this project's folder); for CUDA GPUs, "
+             "paddlepaddle-gpu from Paddle's own package index, with the command for your CUDA "
+             "from paddlepaddle.org.cn")
+
+
 class RecognizeDigitsError(Exception):
     """Base of every error this package raises on purpose."""
 
