@@ -72,8 +72,11 @@ def build_parser():
                    help="auto takes the GPU when Paddle has one (default: auto)")
     _data_options(p)
     _validation_option(p)
-    p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
-    p.add_argument("--seed", type=int, help="make the run reproducible")
+    p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"folder that keeps the best "
+                   f"pass's model, its metrics.json and a Ctrl-C checkpoint (default: "
+                   f"{DEFAULT_SAVE_DIR})")
+    p.add_argument("--seed", type=int, help="make the run reproducible (default: a random "
+                   "seed, recorded in metrics.json)")
     _augment_option(p, default=None)  # None: not given
     p.add_argument("--graph", choices=["static", "dynamic"],
                    help="static: a program run by an executor, as the chapter teaches; "
@@ -81,16 +84,18 @@ def build_parser():
                    "paddle.jit.save (default: static)")
     p.add_argument("--resume", action="store_true", help="continue the training that Ctrl-C "
                    "stopped in --save-dir, with the settings it started with")
-    p.add_argument("--plot", metavar="PATH", help="also draw the train and test cost curves "
-                   "into this image (PNG, SVG or PDF), updated after every pass")
+    p.add_argument("--plot", metavar="PATH", help="also draw the train, validation and test "
+                   "cost curves into this image (PNG, SVG or PDF), updated after every pass")
     _speed_options(p)
     p.set_defaults(func=_train)
 
     p = commands.add_parser("compare", help="train the three models alike and compare them")
     p.add_argument("--epochs", type=int, default=5, help="passes over the training set (default: 5)")
-    p.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images in a training batch (default: 64)")
     p.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate (default: 0.001)")
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                   help="auto takes the GPU when Paddle has one (default: auto)")
     _data_options(p)
     _validation_option(p)
     p.add_argument("--out", default="compare", help="folder for the table, the figure and "
@@ -102,7 +107,8 @@ def build_parser():
 
     p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model, on "
                             "MNIST or on your own digits")
-    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
+                   f"train (default: {DEFAULT_SAVE_DIR})")
     _data_options(p)
     p.add_argument("--images", metavar="DIR", help="score your own labelled digit images "
                    "instead: in sub-folders 0 to 9, or each file name starting with its digit")
@@ -112,8 +118,10 @@ def build_parser():
     p.set_defaults(func=_evaluate)
 
     p = commands.add_parser("predict", help="recognise the digit in each image")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files of digits, any format Pillow reads")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
+                   f"train (default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--json", action="store_true", help="print JSON with all 10 probabilities")
     p.add_argument("--no-preprocess", dest="preprocess", action="store_false",
                    help="only resize each image to 28x28 instead of making it MNIST-style")
@@ -121,9 +129,12 @@ def build_parser():
     p.set_defaults(func=_predict)
 
     p = commands.add_parser("serve", help="a local web page to draw digits on")
-    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
-    p.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=_port, default=8000, help="(default: 8000; 0 picks a free one)")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
+                   f"train (default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_port, default=8000,
+                   help="port to listen on (default: 8000; 0 picks a free one)")
     p.set_defaults(func=_serve)
 
     p = commands.add_parser(

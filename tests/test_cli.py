@@ -343,3 +343,17 @@ def test_resume_refuses_options_other_than_the_checkpoints(sample, tmp_path, cap
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert cli.main(resume + ["--sample", "--model", "softmax", "--epochs", "2"]) == 0
+
+
+def test_every_option_has_help(capsys):
+    """Each option and argument of every command says what it is for."""
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.dest != "help":
+                assert action.help and len(action.help) > 12, (name, action.option_strings or
+                                                               action.dest)
+    train_help = commands["train"].format_help()
+    assert "train, validation and test cost curves" in " ".join(train_help.split())
+    assert "random seed, recorded in metrics.json" in " ".join(train_help.split())
