@@ -113,14 +113,17 @@ def _check_state(state):
 
 
 class StopOnCtrlC:
-    """Within it, a first Ctrl-C only sets ``pressed`` (training stops after the current
-    batch, test pass or save, with a checkpoint); a second one interrupts at once. Main
-    thread only."""
+    """Within it, a first Ctrl-C (or SIGTERM, as a system's shutdown or ``kill`` sends) only
+    sets ``pressed``: training stops after the current batch, test pass or save, with a
+    checkpoint; a second one interrupts at once. Main thread only."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
-        self.pressed, self.previous = False, None
+        self.pressed, self.previous = False, {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._pressed)
+            for number in self.SIGNALS:
+                self.previous[number] = signal.signal(number, self._pressed)
         return self
 
     def _pressed(self, signum, frame):
@@ -129,5 +132,7 @@ class StopOnCtrlC:
         self.pressed = True
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for number, previous in self.previous.items():
+            # None: a handler set outside Python (Paddle's own for SIGTERM, which prints a
+            # crash report), so the system's default is put back instead
+            signal.signal(number, signal.SIG_DFL if previous is None else previous)

@@ -1,7 +1,10 @@
 """The ``recognize-digits`` command: a thin layer over the library."""
 
 import argparse
+import errno
+import io
 import json
+import socket
 import sys
 import warnings
 from pathlib import Path
@@ -119,7 +122,8 @@ def build_parser():
 
     p = commands.add_parser("predict", help="recognise the digit in each image")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files of digits, any format Pillow reads")
+                   help="image files of digits, any format Pillow reads; - reads one from "
+                   "standard input")
     p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
                    f"train (default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--json", action="store_true", help="print JSON with all 10 probabilities")
@@ -227,8 +231,13 @@ def _compare(args):
 
     check_positive(epochs=args.epochs, batch_size=args.batch_size)
     check_positive(whole=False, learning_rate=args.lr)
-    data = data_module.load_mnist(args.data_dir, args.sample)
     out, runs = Path(args.out), {}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot hold the three models ({e.strerror}); choose another "
+                          f"--out") from None
+    data = data_module.load_mnist(args.data_dir, args.sample)
     for name in MODELS:
         tqdm.write(f"Training {name} on {data.source}")
         runs[name] = train(name, args.epochs, args.batch_size, args.lr, args.device, data=data,
@@ -298,7 +307,11 @@ def _predict(args):
     inputs, errors = [], {}  # errors by the image's place in the list
     for i, path in enumerate(args.images):
         try:
-            inputs.append(load_image(path, preprocess=args.preprocess))
+            image = path
+            if path == "-":  # an image piped in
+                image = io.BytesIO(sys.stdin.buffer.read())
+                image.name = "standard input"
+            inputs.append(load_image(image, preprocess=args.preprocess))
         except ImageError as e:
             errors[i] = str(e)
             print(f"recognize-digits: error: {e}", file=sys.stderr)
@@ -324,8 +337,11 @@ def _serve(args):
     try:
         server = make_server(args.model_dir, args.host, args.port)
     except OSError as e:
+        # an address that is no name, or not this machine's, is the host's fault
+        option = ("--host" if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL
+                  else "--port")
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); "
-                          f"choose another --port") from None
+                          f"choose another {option}") from None
     host, port = server.server_address[:2]
     if not _trained_with_augmentation(args.model_dir):
         print(f"Note: this model was trained without --augment, so it reads drawn digits less "

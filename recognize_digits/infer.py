@@ -49,8 +49,11 @@ def open_image(path):
         path = Path(path)
         if path.is_dir():
             raise ImageError(f"{path}: is a folder, not an image; name an image file")
-        if not path.is_file():
+        if not path.exists():
             raise ImageError(f"{path}: no such file")
+        if not path.is_file():
+            raise ImageError(f"{path}: is not a file but a device, pipe or socket; name an "
+                             f"image file (or - to read one from standard input)")
     try:
         with warnings.catch_warnings():  # the size is checked below, with a clearer message
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -83,7 +86,7 @@ def to_grey(im):
     colour by the contrast between ink and paper (see
     :func:`~recognize_digits.preprocess.colour_to_grey`), not by luminance alone."""
     if im.mode.startswith("I") or im.mode == "F":
-        values = np.asarray(im, np.float64)
+        values = np.nan_to_num(np.asarray(im, np.float64), nan=0, posinf=0, neginf=0)
         top = 65535 if im.mode.startswith("I;16") else max(values.max(), 255)
         return Image.fromarray(np.clip(values / top * 255, 0, 255).round().astype(np.uint8))
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:

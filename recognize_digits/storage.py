@@ -33,7 +33,8 @@ def replace_file(path, write):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        write(tmp)
+        with _naming(path):
+            write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
@@ -76,13 +77,26 @@ def write_folder(target, fill, carry=False):
     target = Path(target)
     new = new_folder(target)
     try:
-        fill(new)
+        with _naming(target, inside=new):
+            fill(new)
         if carry and target.is_dir():
             carry_over(target, new)
         os.chmod(new, 0o755)
         replace_folder(new, target)
     finally:
         shutil.rmtree(new, ignore_errors=True)
+
+
+@contextmanager
+def _naming(path, inside=None):
+    """Give an OSError that names no file (a full disk while writing, say), or only a file
+    of the temporary folder ``inside``, the ``path`` being written: what the user named."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None or (inside and str(e.filename).startswith(str(inside))):
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
 
 
 def check_save_dir(save_dir):

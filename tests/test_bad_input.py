@@ -479,3 +479,61 @@ def test_an_untouched_checkpoint_still_resumes(checkpoints, sample, tmp_path):
         metrics = train(data=subset(sample, 300), save_dir=tmp_path / graph, resume=True,
                         **quiet())
         assert len(metrics["passes"]) == 2 and metrics["graph"] == graph
+
+
+def test_a_full_disk_while_saving_names_the_folder(sample, tmp_path, monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    from recognize_digits import cli
+
+    real_write = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if "metrics" in self.name and self.suffix == ".json":
+            raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert cli.main(["train", "--model", "softmax", "--epochs", "1", "--sample",
+                     "--save-dir", str(tmp_path / "model")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"recognize-digits: error: {tmp_path / 'model'}")
+    assert err.endswith("No space left on device")
+
+
+@pytest.mark.parametrize("host, option", [("256.0.0.1", "--host"), ("192.0.2.1", "--host")])
+def test_a_host_that_is_not_this_machines_is_named(host, option, trained_cnn, capsys):
+    from recognize_digits import cli
+
+    assert cli.main(["serve", "--model-dir", str(trained_cnn[0]), "--host", host]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on {host}:8000" in err and err.strip().endswith(f"choose another {option}")
+
+
+def test_compare_into_a_file_names_out(tmp_path, capsys):
+    from recognize_digits import cli
+
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["compare", "--sample", "--out", str(tmp_path / "file")]) == 1
+    assert capsys.readouterr().err.strip().endswith("choose another --out")
+
+
+def test_devices_and_standard_input_as_images(trained_cnn):
+    with pytest.raises(ImageError, match="/dev/null: is not a file but a device"):
+        load_image("/dev/null")
+    proc = subprocess.run([sys.executable, "-m", "recognize_digits", "predict", "-",
+                           "--model-dir", str(trained_cnn[0])], input=INFER_3.read_bytes(),
+                          capture_output=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.decode().startswith("-: 3 (probability")
+
+
+def test_a_float_image_with_nan_pixels_leaks_no_warning(tmp_path):
+    import warnings
+
+    pixels = np.where(DIGIT > 0, 255.0, 0.0).astype(np.float32)
+    pixels[0, :3] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "f.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(tmp_path / "f.tif").shape == (1, 1, 28, 28)

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -357,3 +358,23 @@ def test_every_option_has_help(capsys):
     train_help = commands["train"].format_help()
     assert "train, validation and test cost curves" in " ".join(train_help.split())
     assert "random seed, recorded in metrics.json" in " ".join(train_help.split())
+
+
+def test_sigterm_stops_training_like_ctrl_c(tmp_path):
+    import signal
+
+    save_dir = tmp_path / "model"
+    proc = subprocess.Popen([sys.executable, "-m", "recognize_digits", "train", "--model", "mlp",
+                             "--epochs", "20", "--sample", "--seed", "1", "--save-dir", save_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout.readline().startswith("Training mlp")
+        time.sleep(3)  # into the training
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "FatalError" not in err and "Traceback" not in err
+    assert "recognize-digits: stopped: stopped at pass" in err
+    assert (save_dir / "checkpoint" / "state.json").is_file()
+    assert run("train", "--resume", "--sample", "--save-dir", save_dir).returncode == 0
