@@ -19,6 +19,7 @@ from .storage import checksum_matches
 MIN_SIDE = 8  # smaller images cannot hold a recognisable digit
 MAX_PARAMETER = 1e6  # no trained parameter comes near; random bytes read as floats often do
 MAX_PIXELS = 50_000_000  # larger ones would take gigabytes to decode: refused up front
+MAX_ASPECT = 50  # a digit in a strip narrower than this is a few pixels high at 28x28
 
 
 def load_image(path, preprocess=True):
@@ -63,6 +64,10 @@ def open_image(path):
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{name}: {width}x{height} pixels is too large (at most "
                                  f"{MAX_PIXELS:,} pixels); scale it down first")
+            if max(width, height) > MAX_ASPECT * min(width, height):
+                raise ImageError(f"{name}: {width}x{height} pixels is too narrow to hold a "
+                                 f"digit (one side over {MAX_ASPECT} times the other); crop "
+                                 f"it around the digit")
             if min(width, height) < MIN_SIDE:
                 raise ImageError(f"{name}: {width}x{height} pixels is too small to hold a "
                                  f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}")
@@ -346,6 +351,9 @@ def load_labelled_images(folder, preprocess=True):
             inputs.append(load_image(path, preprocess))
         except ImageError as e:
             skipped.append((path, str(e).removeprefix(f"{path}: ")))
+            continue
+        except MemoryError:  # one huge image must not cost the rest
+            skipped.append((path, "too large to read in this machine's memory"))
             continue
         paths.append(path)
         labels.append(label)

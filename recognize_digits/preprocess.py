@@ -34,9 +34,14 @@ def colour_to_grey(rgb):
         return np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
     codes = (sample // 16 * [256, 16, 1]).sum(axis=1)  # colours to 16 levels a channel
     paper = np.median(sample[codes == np.bincount(codes).argmax()], axis=0)
-    squared = sum((rgb[..., c] - np.float32(paper[c])) ** 2 for c in range(3))
-    # black ink on white paper comes out 0 on 255, as its luminance would
-    return (255 - np.sqrt(squared / 3)).round().clip(0, 255).astype(np.uint8)
+    grey = np.empty(rgb.shape[:2], np.uint8)
+    rows = max(1, 2**20 // rgb.shape[1])  # a million pixels at a time: memory stays small
+    for top in range(0, len(grey), rows):
+        part = rgb[top:top + rows]
+        squared = sum((part[..., c] - np.float32(paper[c])) ** 2 for c in range(3))
+        # black ink on white paper comes out 0 on 255, as its luminance would
+        grey[top:top + rows] = (255 - np.sqrt(squared / 3)).round().clip(0, 255)
+    return grey
 
 
 def mnist_style(gray):

@@ -537,3 +537,46 @@ def test_a_float_image_with_nan_pixels_leaks_no_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_image(tmp_path / "f.tif").shape == (1, 1, 28, 28)
+
+
+# --- memory and time bounded by the image's shape --------------------------------------
+
+LIMITED = """
+import resource, sys, time
+import recognize_digits
+from recognize_digits.errors import ImageError
+from recognize_digits.infer import load_image
+
+with open("/proc/self/status") as status:  # what the process has mapped so far
+    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + 1536 * 2**20,) * 2)  # 1.5 GB more, no further
+for path in sys.argv[1:]:
+    start = time.perf_counter()
+    try:
+        load_image(path)
+        print(path, "read", round(time.perf_counter() - start, 1))
+    except ImageError as e:
+        print(path, "refused", round(time.perf_counter() - start, 1), e)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; RLIMIT_AS")
+def test_any_image_is_read_or_refused_within_a_memory_ceiling(tmp_path):
+    paths = []
+    for width, height in ((6_000_000, 8), (24, 2_000_000), (100, 500_000)):
+        paths.append(tmp_path / f"{width}x{height}.png")
+        Image.new("L", (width, height), 255).save(paths[-1])  # a few KB each
+    photo = np.zeros((7000, 7000, 3), np.uint8)
+    photo[...] = (40, 160, 60)  # green paper, a red stroke
+    photo[2500:4500, 3300:3700] = (200, 30, 30)
+    paths.append(tmp_path / "photo.png")
+    Image.fromarray(photo).save(paths[-1])
+    proc = subprocess.run([sys.executable, "-c", LIMITED, *map(str, paths)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 4
+    for line in lines[:3]:  # the strips are refused at once, without decoding them
+        _, outcome, seconds, *message = line.split(" ", 3)
+        assert outcome == "refused" and float(seconds) < 1 and "too narrow" in line
+    assert lines[3].split()[1] == "read"  # a 49-megapixel colour photo within 1.5 GB
