@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 from .data import batches, normalize
 from .engine import MODEL_PREFIX, TEST_BATCH_SIZE, select_place
 from .errors import FallbackWarning, ImageError, ModelError, check_positive, one_line
-from .preprocess import WORK_SIDE, colour_to_grey, mnist_style
+from .preprocess import WORK_SIDE, colour_to_grey, mnist_style, on_paper
 from .speed import available_cores, set_onednn
 from .storage import checksum_matches
 
@@ -98,8 +98,8 @@ def to_grey(im):
         im = im.convert("RGBA")
         im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im)
     if im.mode in ("1", "L", "LA", "La"):
-        return im.convert("L")
-    return Image.fromarray(colour_to_grey(np.asarray(im.convert("RGB"))))
+        return Image.fromarray(on_paper(np.asarray(im.convert("L"))))
+    return Image.fromarray(colour_to_grey(on_paper(np.asarray(im.convert("RGB")))))
 
 
 def to_input(grey, preprocess=True, name="the image"):
