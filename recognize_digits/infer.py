@@ -1,6 +1,10 @@
 """Inference: load images and the saved model, recognise digits, evaluate."""
 
+import contextlib
+import os
 import re
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -136,7 +140,8 @@ class InferenceModel:
         check_positive(threads=threads)
         _check_sum(self.files[1], train_one)
         try:
-            shape = read_saved_model(self.files[0].with_suffix(""))
+            with _native_errors_held():
+                shape = read_saved_model(self.files[0].with_suffix(""))
         except ModelError as e:
             raise ModelError(f"{e}; {train_one}") from None
         if shape is not None and shape != [-1, 1, 28, 28]:
@@ -145,7 +150,8 @@ class InferenceModel:
         self.gpu = not isinstance(select_place(device), paddle.CPUPlace)
         self.threads, self.onednn = threads or available_cores(), onednn is not False
         try:  # load now, and try one blank digit, so that a broken model fails here
-            probs = self._try()
+            with _native_errors_held():
+                probs = self._try()
         except (RuntimeError, ValueError, OSError) as e:
             raise ModelError(f"{model_dir}: the saved model cannot be loaded or run on 28x28 "
                              f"digits ({one_line(e)}); {train_one}") from None
@@ -197,6 +203,30 @@ class InferenceModel:
         predictor.run()
         probs = outputs.copy_to_cpu()
         return probs.argmax(axis=1), probs
+
+
+@contextlib.contextmanager
+def _native_errors_held():
+    """Hold back what native code writes to the process's standard error (descriptor 2)
+    while a model loads, and give it back if loading works: a damaged file makes Paddle's
+    C++ libraries print lines of their own (``[libprotobuf ERROR ...]``) before Python
+    sees the error, which the package then says in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            raise
+        else:
+            sys.stderr.flush()  # Python's own lines of the while, in order
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+        finally:
+            os.close(saved)
 
 
 def _check_sum(params, train_one):

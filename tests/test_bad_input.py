@@ -580,3 +580,21 @@ def test_any_image_is_read_or_refused_within_a_memory_ceiling(tmp_path):
         _, outcome, seconds, *message = line.split(" ", 3)
         assert outcome == "refused" and float(seconds) < 1 and "too narrow" in line
     assert lines[3].split()[1] == "read"  # a 49-megapixel colour photo within 1.5 GB
+
+
+def test_native_error_lines_of_a_broken_model_are_held_back(trained_cnn, monkeypatch, capfd):
+    """Paddle's C++ libraries write their own lines to descriptor 2 on some damaged files
+    before raising; the command line must still show one line."""
+    import os
+
+    from recognize_digits import cli
+
+    def broken(config):
+        os.write(2, b"[libprotobuf ERROR google/protobuf/message_lite.cc:123] Can't parse\n")
+        raise RuntimeError("(InvalidArgument) the model file is broken")
+
+    monkeypatch.setattr(paddle.inference, "create_predictor", broken)
+    assert cli.main(["predict", str(INFER_3), "--model-dir", str(trained_cnn[0])]) == 1
+    err = capfd.readouterr().err
+    assert "libprotobuf" not in err and len(err.strip().splitlines()) == 1, err
+    assert "the model file is broken" in err
