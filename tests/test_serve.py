@@ -224,3 +224,30 @@ def test_many_connections_at_once_are_all_answered(server):
     for t in threads:
         t.join(60)
     assert results == [200] * 40
+
+
+def test_at_most_one_image_per_core_is_preprocessed_at_once(server, monkeypatch):
+    from recognize_digits import serve
+    from recognize_digits.speed import available_cores
+
+    real, running, most = serve.load_image, [0], [0]
+    lock = threading.Lock()
+
+    def slow(source):  # preprocessing a large photo takes a while and a lot of memory
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        return real(source)
+
+    monkeypatch.setattr(serve, "load_image", slow)
+    statuses = []
+    threads = [threading.Thread(target=lambda: statuses.append(
+        request(server, "POST", "/predict", drawing(), "image/png")[0])) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [200] * 8 and most[0] == min(available_cores(), 8)
