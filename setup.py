@@ -9,8 +9,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["recognize_digits", "recognize_digits.*"]),
     package_data={"recognize_digits": ["sample/*.gz", "sample/README.md", "static/*.html"]},
+    # No Paddle here: pip would install the CPU build over a GPU build (both are the package
+    # 'paddle'). On the CPU, install with the [cpu] extra; beside paddlepaddle-gpu, without.
     install_requires=[
-        "paddlepaddle>=3.0.0",
         "numpy",
         "scipy",
         "Pillow>=9.1",
@@ -18,6 +19,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
+        "cpu": ["paddlepaddle>=3.0.0"],
         "notebook": ["jupyterlab", "ipykernel"],
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "playwright"],
         # benchmarks/handwriting.py's real-handwriting source (UCI digits)

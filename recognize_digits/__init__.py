@@ -20,11 +20,21 @@ os.environ.setdefault("KMP_AFFINITY", "granularity=fine,compact,1,0")
 
 __version__ = "0.1.0"
 
-from .data import MNIST, load_mnist  # noqa: E402
-from .errors import RecognizeDigitsError  # noqa: E402
-from .infer import InferenceModel, evaluate, load_image  # noqa: E402
-from .models import MODELS  # noqa: E402
-from .train import train  # noqa: E402
+from .errors import NO_PADDLE, RecognizeDigitsError  # noqa: E402
 
 __all__ = ["MNIST", "MODELS", "InferenceModel", "RecognizeDigitsError", "evaluate",
            "load_image", "load_mnist", "train"]
+
+try:  # the package does not require a Paddle, so that pip never puts one over another
+    import paddle  # noqa: F401, E402
+except ImportError:  # what needs Paddle says how to install it
+    def __getattr__(name):
+        if name in __all__:
+            raise ImportError(f"recognize_digits.{name} needs Paddle. {NO_PADDLE}")
+        raise AttributeError(f"module 'recognize_digits' has no attribute {name!r}")
+else:
+    from .data import MNIST, load_mnist  # noqa: E402
+    from .infer import InferenceModel, evaluate, load_image  # noqa: E402
+    from .models import MODELS  # noqa: E402
+    from .train import train  # noqa: E402
+

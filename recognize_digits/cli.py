@@ -1,15 +1,16 @@
 """The ``recognize-digits`` command: a thin layer over the library."""
 
 import argparse
+import errno
+import io
 import json
+import socket
 import sys
 import warnings
 from pathlib import Path
 
 from . import data as data_module
-from .errors import ConfigError, FallbackWarning, RecognizeDigitsError, check_positive
-from .models import MODELS
-from .train import DEFAULT_SAVE_DIR, StepEvent
+from .errors import NO_PADDLE, ConfigError, FallbackWarning, RecognizeDigitsError, check_positive
 
 
 def _data_options(parser):
@@ -32,8 +33,8 @@ def _validation_option(parser):
                         "of them, 5,000 of MNIST's 60,000); 0 trains on all and keeps the last pass")
 
 
-def _augment_option(parser):
-    parser.add_argument("--augment", action="store_true",
+def _augment_option(parser, default=False):
+    parser.add_argument("--augment", action="store_true", default=default,
                         help="train on randomly rotated, scaled, slanted, shifted, thinner and "
                         "thicker copies of the training digits, for a model that reads users' "
                         "own digits better (default: off, the chapter's settings)")
@@ -54,39 +55,50 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
+    from .models import MODELS
+    from .train import DEFAULT_SAVE_DIR, DEFAULTS
     parser = Parser(prog="recognize-digits",
                     description="Recognise handwritten digits (MNIST) with PaddlePaddle.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = commands.add_parser("train", help="train a model and save its best pass")
-    p.add_argument("--model", choices=list(MODELS), default="cnn",
-                   help="softmax regression, multilayer perceptron or LeNet-5 (default: cnn)")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the training set (default: 5)")
-    p.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
-    p.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate (default: 0.001)")
+    # the defaults are train()'s, filled in by _train: with --resume only what is given counts
+    p.add_argument("--model", choices=list(MODELS), help=f"softmax regression, multilayer "
+                   f"perceptron or LeNet-5 (default: {DEFAULTS['model']})")
+    p.add_argument("--epochs", type=int,
+                   help=f"passes over the training set (default: {DEFAULTS['epochs']})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"images in a training batch (default: {DEFAULTS['batch_size']})")
+    p.add_argument("--lr", type=float,
+                   help=f"Adam's learning rate (default: {DEFAULTS['learning_rate']})")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                    help="auto takes the GPU when Paddle has one (default: auto)")
     _data_options(p)
     _validation_option(p)
-    p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
-    p.add_argument("--seed", type=int, help="make the run reproducible")
-    _augment_option(p)
-    p.add_argument("--graph", choices=["static", "dynamic"], default="static",
+    p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"folder that keeps the best "
+                   f"pass's model, its metrics.json and a Ctrl-C checkpoint (default: "
+                   f"{DEFAULT_SAVE_DIR})")
+    p.add_argument("--seed", type=int, help="make the run reproducible (default: a random "
+                   "seed, recorded in metrics.json)")
+    _augment_option(p, default=None)  # None: not given
+    p.add_argument("--graph", choices=["static", "dynamic"],
                    help="static: a program run by an executor, as the chapter teaches; "
                    "dynamic: the same network as a paddle.nn.Layer run eagerly, saved with "
                    "paddle.jit.save (default: static)")
     p.add_argument("--resume", action="store_true", help="continue the training that Ctrl-C "
                    "stopped in --save-dir, with the settings it started with")
-    p.add_argument("--plot", metavar="PATH", help="also draw the train and test cost curves "
-                   "into this image (PNG, SVG or PDF), updated after every pass")
+    p.add_argument("--plot", metavar="PATH", help="also draw the train, validation and test "
+                   "cost curves into this image (PNG, SVG or PDF), updated after every pass")
     _speed_options(p)
     p.set_defaults(func=_train)
 
     p = commands.add_parser("compare", help="train the three models alike and compare them")
     p.add_argument("--epochs", type=int, default=5, help="passes over the training set (default: 5)")
-    p.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images in a training batch (default: 64)")
     p.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate (default: 0.001)")
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                   help="auto takes the GPU when Paddle has one (default: auto)")
     _data_options(p)
     _validation_option(p)
     p.add_argument("--out", default="compare", help="folder for the table, the figure and "
@@ -98,7 +110,8 @@ def build_parser():
 
     p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model, on "
                             "MNIST or on your own digits")
-    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
+                   f"train (default: {DEFAULT_SAVE_DIR})")
     _data_options(p)
     p.add_argument("--images", metavar="DIR", help="score your own labelled digit images "
                    "instead: in sub-folders 0 to 9, or each file name starting with its digit")
@@ -108,8 +121,11 @@ def build_parser():
     p.set_defaults(func=_evaluate)
 
     p = commands.add_parser("predict", help="recognise the digit in each image")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files of digits, any format Pillow reads; - reads one from "
+                   "standard input")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
+                   f"train (default: {DEFAULT_SAVE_DIR})")
     p.add_argument("--json", action="store_true", help="print JSON with all 10 probabilities")
     p.add_argument("--no-preprocess", dest="preprocess", action="store_false",
                    help="only resize each image to 28x28 instead of making it MNIST-style")
@@ -117,9 +133,12 @@ def build_parser():
     p.set_defaults(func=_predict)
 
     p = commands.add_parser("serve", help="a local web page to draw digits on")
-    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"(default: {DEFAULT_SAVE_DIR})")
-    p.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=_port, default=8000, help="(default: 8000; 0 picks a free one)")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
+                   f"train (default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_port, default=8000,
+                   help="port to listen on (default: 8000; 0 picks a free one)")
     p.set_defaults(func=_serve)
 
     p = commands.add_parser(
@@ -139,6 +158,8 @@ def _progress(then=None):
     """An event handler: a progress bar through each pass, a line of results after it;
     ``then(event)`` is called with every event too."""
     from tqdm import tqdm
+
+    from .train import StepEvent
 
     bar = None
 
@@ -169,24 +190,33 @@ def _train(args):
     from tqdm import tqdm
 
     from .checkpoint import Checkpoint
-    from .train import train
+    from .train import DEFAULTS, train
 
-    check_positive(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr)
-    # a resumed training goes on with the settings it started with
-    model = Checkpoint(args.save_dir).read()["metrics"]["model"] if args.resume else args.model
+    check_positive(epochs=args.epochs, batch_size=args.batch_size)
+    check_positive(whole=False, learning_rate=args.lr)
+    settings = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+                "learning_rate": args.lr, "seed": args.seed, "validation": args.validation,
+                "augment": args.augment, "graph": args.graph}
+    if args.resume:  # it goes on with the settings it started with: only those may be given
+        checkpoint = Checkpoint(args.save_dir)
+        state = checkpoint.read()
+        checkpoint.check_settings(state, {k: v for k, v in settings.items() if v is not None})
+        settings = {k: state["metrics"][k] for k in settings}
+    else:
+        settings = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
     data = data_module.load_mnist(args.data_dir, args.sample)
     if not args.resume:
-        tqdm.write(f"Training {model} on {data.source}")
+        tqdm.write(f"Training {settings['model']} on {data.source}")
     curves = None
     if args.plot:
         from .plot import CostCurves
 
-        curves = CostCurves(f"{model} on {'the MNIST sample' if data.is_sample else 'MNIST'}",
+        curves = CostCurves(f"{settings['model']} on "
+                            f"{'the MNIST sample' if data.is_sample else 'MNIST'}",
                             save_to=args.plot)
-    train(args.model, args.epochs, args.batch_size, args.lr, args.device, data=data,
-          save_dir=args.save_dir, seed=args.seed, validation=args.validation, log=tqdm.write,
+    train(**settings, device=args.device, data=data, save_dir=args.save_dir, log=tqdm.write,
           onednn=args.onednn, event_handler=_progress(curves), threads=args.threads,
-          resume=args.resume, augment=args.augment, graph=args.graph)
+          resume=args.resume)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
                + (f" and the cost curves in {args.plot}" if curves else ""))
 
@@ -194,13 +224,20 @@ def _train(args):
 def _compare(args):
     from tqdm import tqdm
 
+    from .models import MODELS
     from .plot import comparison_table, plot_accuracy
     from .storage import replace_file
     from .train import train
 
-    check_positive(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr)
-    data = data_module.load_mnist(args.data_dir, args.sample)
+    check_positive(epochs=args.epochs, batch_size=args.batch_size)
+    check_positive(whole=False, learning_rate=args.lr)
     out, runs = Path(args.out), {}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot hold the three models ({e.strerror}); choose another "
+                          f"--out") from None
+    data = data_module.load_mnist(args.data_dir, args.sample)
     for name in MODELS:
         tqdm.write(f"Training {name} on {data.source}")
         runs[name] = train(name, args.epochs, args.batch_size, args.lr, args.device, data=data,
@@ -259,20 +296,39 @@ def _evaluate_images(model, folder, report):
 
 
 def _predict(args):
+    """One line (or JSON entry) an image; an image that cannot be read is reported and
+    the rest are still recognised, with exit status 1 at the end."""
     import numpy as np
 
+    from .errors import ImageError
     from .infer import InferenceModel, load_image
 
     model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
-    digits, probs = model.predict(np.concatenate(
-        [load_image(path, preprocess=args.preprocess) for path in args.images]))
+    inputs, errors = [], {}  # errors by the image's place in the list
+    for i, path in enumerate(args.images):
+        try:
+            image = path
+            if path == "-":  # an image piped in
+                image = io.BytesIO(sys.stdin.buffer.read())
+                image.name = "standard input"
+            inputs.append(load_image(image, preprocess=args.preprocess))
+        except ImageError as e:
+            errors[i] = str(e)
+            print(f"recognize-digits: error: {e}", file=sys.stderr)
+    answers = iter(zip(*model.predict(np.concatenate(inputs)))) if inputs else iter(())
+    results = [None if i in errors else next(answers) for i in range(len(args.images))]
     if args.json:
-        print(json.dumps([{"image": path, "digit": int(d), "probabilities": p.tolist()}
-                          for path, d, p in zip(args.images, digits, probs)], indent=1))
-        return
-    for path, d, p in zip(args.images, digits, probs):
-        runners_up = ", ".join(f"{k} ({p[k]:.4f})" for k in np.argsort(-p)[1:3])
-        print(f"{path}: {d} (probability {p[d]:.4f}; then {runners_up})")
+        print(json.dumps([{"image": path, "error": errors[i]} if i in errors else
+                          {"image": path, "digit": int(results[i][0]),
+                           "probabilities": results[i][1].tolist()}
+                          for i, path in enumerate(args.images)], indent=1))
+    else:
+        for path, result in zip(args.images, results):
+            if result is not None:
+                d, p = result
+                runners_up = ", ".join(f"{k} ({p[k]:.4f})" for k in np.argsort(-p)[1:3])
+                print(f"{path}: {d} (probability {p[d]:.4f}; then {runners_up})")
+    return 1 if errors else 0
 
 
 def _serve(args):
@@ -281,8 +337,11 @@ def _serve(args):
     try:
         server = make_server(args.model_dir, args.host, args.port)
     except OSError as e:
+        # an address that is no name, or not this machine's, is the host's fault
+        option = ("--host" if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL
+                  else "--port")
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); "
-                          f"choose another --port") from None
+                          f"choose another {option}") from None
     host, port = server.server_address[:2]
     if not _trained_with_augmentation(args.model_dir):
         print(f"Note: this model was trained without --augment, so it reads drawn digits less "
@@ -321,12 +380,17 @@ def _one_line_notes(show_warning):
 
 
 def main(argv=None):
+    try:
+        import paddle  # noqa: F401
+    except ImportError:
+        print(f"recognize-digits: error: {NO_PADDLE}", file=sys.stderr)
+        return 1
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", FallbackWarning)
             warnings.showwarning = _one_line_notes(warnings.showwarning)
-            args.func(args)
+            code = args.func(args)
     except RecognizeDigitsError as e:
         print(f"recognize-digits: {'stopped' if isinstance(e, KeyboardInterrupt) else 'error'}: "
               f"{e}", file=sys.stderr)
@@ -338,4 +402,4 @@ def main(argv=None):
         where = f"{e.filename}: " if e.filename else ""
         print(f"recognize-digits: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0

@@ -157,9 +157,9 @@ def find_data_dir(data_dir=None, download=True, mirror=None):
 
 
 def _no_data_message(cache):
-    return (f"MNIST not found. Give its folder with --data-dir / data_dir=, or set {ENV_VAR}, "
-            f"or put the files in {cache}, or run 'recognize-digits download' online, "
-            f"or use the bundled sample with --sample / sample=True")
+    return (f"MNIST not found. Give its folder with --data-dir, or set {ENV_VAR}, or put the "
+            f"files in {cache}, or run 'recognize-digits download' online, or use the bundled "
+            f"sample with --sample")
 
 
 def _mirrors_from(first):
@@ -210,8 +210,7 @@ def _fetch_one(target, md5, mirrors, quiet):
                 os.remove(tmp)
     raise DataError(f"{target.name}: download failed from every mirror "
                     f"({'; '.join(failures)}). Try again later, or give the MNIST folder "
-                    f"with --data-dir / data_dir=, or use the bundled sample with "
-                    f"--sample / sample=True")
+                    f"with --data-dir, or use the bundled sample with --sample")
 
 
 def _download(url, out, md5, quiet):

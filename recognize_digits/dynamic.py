@@ -16,7 +16,7 @@ import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from .engine import MODEL_PREFIX, Engine, mean_over_batches
+from .engine import MODEL_PREFIX, Engine, check_checkpoint, mean_over_batches
 from .models import LAYERS, loss_and_accuracy
 from .static_graph import StaticEngine
 
@@ -82,6 +82,9 @@ class DynamicEngine(Engine):
         paddle.save(self.optimizer.state_dict(), f"{prefix}.pdopt")
 
     def load_checkpoint(self, prefix):
+        state = self.net.state_dict()
+        check_checkpoint(prefix, {k: v.shape for k, v in state.items()},
+                         {v.name: v.shape for v in state.values()})
         self.net.set_state_dict(paddle.load(f"{prefix}.pdparams"))
         self.optimizer.set_state_dict(paddle.load(f"{prefix}.pdopt"))
 

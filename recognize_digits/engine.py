@@ -8,7 +8,9 @@ everything else (passes, events, validation, the best pass, Ctrl-C) to itself.
 """
 
 import abc
+import re
 
+import numpy as np
 import paddle
 
 from .data import batches
@@ -39,6 +41,28 @@ def mean_over_batches(run_batch, images, labels):
         c, a = run_batch(x, y)
         cost, correct = cost + float(c) * len(x), correct + round(float(a) * len(x))
     return cost / len(images), correct / len(images)
+
+
+def check_checkpoint(prefix, parameters, names=None):
+    """Refuse checkpoint files (``PREFIX.pdparams`` and ``PREFIX.pdopt``) that do not hold
+    the ``parameters`` of this network (key: shape) and Adam's moments of the same shapes
+    (by parameter ``names``, name: shape, when they differ from the keys): a ValueError
+    naming the first difference. Loading would otherwise take another network's values,
+    or fail deep inside Paddle."""
+    names = parameters if names is None else names
+    saved = {k: list(np.shape(np.asarray(v))) for k, v in paddle.load(f"{prefix}.pdparams").items()}
+    if saved.keys() != parameters.keys():
+        missing, extra = sorted(parameters.keys() - saved), sorted(saved.keys() - parameters)
+        raise ValueError(f"its parameters are another network's (missing {missing[:3]}, "
+                         f"unknown {extra[:3]})")
+    for key, shape in parameters.items():
+        if saved[key] != list(shape):
+            raise ValueError(f"parameter {key} has shape {saved[key]}, not {list(shape)}")
+    for key, value in paddle.load(f"{prefix}.pdopt").items():
+        moment = re.fullmatch(r"(.+)_moment[12]_0", key)
+        if moment and (moment.group(1) not in names or
+                       list(np.shape(np.asarray(value))) != list(names[moment.group(1)])):
+            raise ValueError(f"the optimizer's {key} does not fit this network")
 
 
 class Engine(abc.ABC):

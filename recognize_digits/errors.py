@@ -1,5 +1,13 @@
 """The package's own errors: each says what went wrong and what to do about it."""
 
+import numpy as np
+
+
+NO_PADDLE = ("PaddlePaddle is not installed: for the CPU, 'pip install paddlepaddle' (or "
+             "'pip install \".[cpu]\"' in this project's folder); for CUDA GPUs, "
+             "paddlepaddle-gpu from Paddle's own package index, with the command for your CUDA "
+             "from paddlepaddle.org.cn")
+
 
 class RecognizeDigitsError(Exception):
     """Base of every error this package raises on purpose."""
@@ -41,8 +49,16 @@ def one_line(error):
     return lines[0] if lines else type(error).__name__
 
 
-def check_positive(**options):
-    """Refuse any option that is set (not None) but not > 0."""
+def check_positive(whole=True, **options):
+    """Refuse any option that is set (not None) but not a number > 0 (a whole number unless
+    ``whole=False``)."""
+    kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
     for name, value in options.items():
-        if value is not None and not value > 0:
-            raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {value}")
+        flag = name.replace("_", "-")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ConfigError(f"{flag} must be {'a whole number' if whole else 'a number'}, "
+                              f"got {value!r}")
+        if not value > 0:
+            raise ConfigError(f"{flag} must be > 0, got {value}")

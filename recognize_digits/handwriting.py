@@ -244,3 +244,32 @@ def coloured(digit, rng, close=None):
     image = (paper + (pen - paper) * ink) * light
     image += rng.normal(0, rng.uniform(2, 6), image.shape)
     return image.clip(0, 255).astype(np.uint8)
+
+
+def note_on_desk(digit, rng):
+    """An RGB ``uint8 [H, W, 3]`` photo of a white note with the digit in dark ink, lying
+    (a little turned) on a green or brown desk that fills 70-85% of the picture: the one
+    photo in which the paper is not the commonest colour."""
+    side = int(rng.integers(300, 801))
+    desk = np.array([(60, 140, 70), (120, 80, 40)][rng.integers(2)], np.float32)
+    image = np.zeros((side, side, 3), np.float32) + desk * rng.uniform(0.8, 1.2)
+    note = int(side * rng.uniform(0.4, 0.55))
+    paper, pen = rng.uniform(215, 250), rng.uniform(10, 60)
+    size = int(note * rng.uniform(0.55, 0.75))
+    ink = np.zeros((note, note), np.float32)
+    top = (note - size) // 2 + int(rng.integers(-note // 10, note // 10 + 1))
+    ink[top:top + size, (note - size) // 2:(note - size) // 2 + size] = _resize(
+        np.asarray(digit, np.float32) / 255, size, size)
+    sheet = Image.fromarray(paper + (pen - paper) * ink, "F")
+    mask = Image.fromarray(np.full((note, note), 255, np.uint8))
+    angle = rng.uniform(-12, 12)  # turned a little: the desk shows in the sheet's box
+    sheet, mask = (im.rotate(angle, Image.BILINEAR, expand=True) for im in (sheet, mask))
+    width, height = sheet.size
+    y, x = int(rng.integers(0, side - height)), int(rng.integers(0, side - width))
+    on_sheet = np.asarray(mask, np.float32)[..., None] / 255
+    window = image[y:y + height, x:x + width]
+    window[...] = window * (1 - on_sheet) + np.asarray(sheet, np.float32)[..., None] * on_sheet
+    ys, xs = (np.mgrid[0:side, 0:side] / side)[..., None]  # uneven light, sensor noise
+    image *= 1 + rng.uniform(-0.1, 0.1) * ys + rng.uniform(-0.1, 0.1) * xs
+    image += rng.normal(0, rng.uniform(2, 6), image.shape)
+    return image.clip(0, 255).astype(np.uint8)

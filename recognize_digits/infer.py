@@ -1,5 +1,10 @@
 """Inference: load images and the saved model, recognise digits, evaluate."""
 
+import contextlib
+import os
+import re
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -10,12 +15,15 @@ from PIL import Image, ImageOps
 from .data import batches, normalize
 from .engine import MODEL_PREFIX, TEST_BATCH_SIZE, select_place
 from .errors import FallbackWarning, ImageError, ModelError, check_positive, one_line
-from .preprocess import WORK_SIDE, colour_to_grey, mnist_style
+from .preprocess import WORK_SIDE, colour_to_grey, mnist_style, on_paper
 from .speed import available_cores, set_onednn
+from .storage import checksum_matches
 
 
 MIN_SIDE = 8  # smaller images cannot hold a recognisable digit
+MAX_PARAMETER = 1e6  # no trained parameter comes near; random bytes read as floats often do
 MAX_PIXELS = 50_000_000  # larger ones would take gigabytes to decode: refused up front
+MAX_ASPECT = 50  # a digit in a strip narrower than this is a few pixels high at 28x28
 
 
 def load_image(path, preprocess=True):
@@ -46,8 +54,11 @@ def open_image(path):
         path = Path(path)
         if path.is_dir():
             raise ImageError(f"{path}: is a folder, not an image; name an image file")
-        if not path.is_file():
+        if not path.exists():
             raise ImageError(f"{path}: no such file")
+        if not path.is_file():
+            raise ImageError(f"{path}: is not a file but a device, pipe or socket; name an "
+                             f"image file (or - to read one from standard input)")
     try:
         with warnings.catch_warnings():  # the size is checked below, with a clearer message
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -57,6 +68,10 @@ def open_image(path):
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{name}: {width}x{height} pixels is too large (at most "
                                  f"{MAX_PIXELS:,} pixels); scale it down first")
+            if max(width, height) > MAX_ASPECT * min(width, height):
+                raise ImageError(f"{name}: {width}x{height} pixels is too narrow to hold a "
+                                 f"digit (one side over {MAX_ASPECT} times the other); crop "
+                                 f"it around the digit")
             if min(width, height) < MIN_SIDE:
                 raise ImageError(f"{name}: {width}x{height} pixels is too small to hold a "
                                  f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}")
@@ -70,7 +85,8 @@ def open_image(path):
         raise ImageError(f"{name}: too large to decode safely (at most {MAX_PIXELS:,} "
                          f"pixels); scale it down first") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{name}: cannot read it as an image ({e}); is it a complete "
+        detail = str(e).replace(repr(path), "it")  # Pillow names an open file by its repr
+        raise ImageError(f"{name}: cannot read it as an image ({detail}); is it a complete "
                          f"PNG, JPEG or other picture?") from None
 
 
@@ -79,15 +95,15 @@ def to_grey(im):
     colour by the contrast between ink and paper (see
     :func:`~recognize_digits.preprocess.colour_to_grey`), not by luminance alone."""
     if im.mode.startswith("I") or im.mode == "F":
-        values = np.asarray(im, np.float64)
+        values = np.nan_to_num(np.asarray(im, np.float64), nan=0, posinf=0, neginf=0)
         top = 65535 if im.mode.startswith("I;16") else max(values.max(), 255)
         return Image.fromarray(np.clip(values / top * 255, 0, 255).round().astype(np.uint8))
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
         im = im.convert("RGBA")
         im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im)
     if im.mode in ("1", "L", "LA", "La"):
-        return im.convert("L")
-    return Image.fromarray(colour_to_grey(np.asarray(im.convert("RGB"))))
+        return Image.fromarray(on_paper(np.asarray(im.convert("L"))))
+    return Image.fromarray(colour_to_grey(on_paper(np.asarray(im.convert("RGB")))))
 
 
 def to_input(grey, preprocess=True, name="the image"):
@@ -122,14 +138,20 @@ class InferenceModel:
         if missing:
             raise ModelError(f"{model_dir}: no saved model ({', '.join(missing)} missing); {train_one}")
         check_positive(threads=threads)
-        shape = _input_shape(self.files[0].with_suffix(""))
+        _check_sum(self.files[1], train_one)
+        try:
+            with _native_errors_held():
+                shape = read_saved_model(self.files[0].with_suffix(""))
+        except ModelError as e:
+            raise ModelError(f"{e}; {train_one}") from None
         if shape is not None and shape != [-1, 1, 28, 28]:
             raise ModelError(f"{model_dir}: the model takes input of shape {shape}, not 28x28 "
                              f"digits [-1, 1, 28, 28]; {train_one}")
         self.gpu = not isinstance(select_place(device), paddle.CPUPlace)
         self.threads, self.onednn = threads or available_cores(), onednn is not False
         try:  # load now, and try one blank digit, so that a broken model fails here
-            probs = self._try()
+            with _native_errors_held():
+                probs = self._try()
         except (RuntimeError, ValueError, OSError) as e:
             raise ModelError(f"{model_dir}: the saved model cannot be loaded or run on 28x28 "
                              f"digits ({one_line(e)}); {train_one}") from None
@@ -170,8 +192,10 @@ class InferenceModel:
         return self._predictors[threads]
 
     def predict(self, images):
-        """Digits ``int64 [N]`` and probabilities ``float32 [N, 10]`` for ``[N, 1, 28, 28]`` images."""
-        images = np.ascontiguousarray(images, np.float32).reshape(-1, 1, 28, 28)
+        """Digits ``int64 [N]`` and probabilities ``float32 [N, 10]`` for images as
+        :func:`load_image` makes them: float ``[N, 1, 28, 28]`` (or ``[28, 28]``, ``[N, 28, 28]``)
+        in [-1, 1]; anything else is refused with an :class:`ImageError` (see :func:`check_inputs`)."""
+        images = check_inputs(images)
         small = len(images) <= self.SMALL_BATCH or self.gpu
         predictor, inputs, outputs = self._predictor(1 if small else self.threads)
         inputs.reshape(images.shape)
@@ -181,19 +205,84 @@ class InferenceModel:
         return probs.argmax(axis=1), probs
 
 
-def _input_shape(prefix):
-    """The declared shape of a saved model's input, or None if it cannot be read."""
+@contextlib.contextmanager
+def _native_errors_held():
+    """Hold back what native code writes to the process's standard error (descriptor 2)
+    while a model loads, and give it back if loading works: a damaged file makes Paddle's
+    C++ libraries print lines of their own (``[libprotobuf ERROR ...]``) before Python
+    sees the error, which the package then says in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            raise
+        else:
+            sys.stderr.flush()  # Python's own lines of the while, in order
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+        finally:
+            os.close(saved)
+
+
+def _check_sum(params, train_one):
+    """Refuse parameters that do not match the SHA-256 saved with them (models saved
+    before the package wrote one are checked by :func:`read_saved_model` alone)."""
+    if not checksum_matches(params):
+        raise ModelError(f"{params}: the file does not match the checksum saved with it "
+                         f"({params.with_suffix('.sha256').name}), so it is damaged; {train_one}")
+
+
+def check_inputs(images):
+    """``images`` as the model's float32 ``[N, 1, 28, 28]`` input, or an :class:`ImageError`
+    saying what is wrong: not floats (uint8 pixels would be read as far brighter than any
+    digit), not 28x28 with one channel, not finite, or outside [-1, 1]."""
+    array = np.asarray(images)
+    expected = ("give float images [N, 1, 28, 28] in [-1, 1], as load_image makes them "
+                "(recognize_digits.data.normalize turns uint8 pixels into that)")
+    if array.dtype.kind != "f":
+        raise ImageError(f"the images are {array.dtype}, not floating point; {expected}")
+    lead = array.shape[:-2]
+    if array.shape[-2:] != (28, 28) or len(lead) > 2 or (len(lead) == 2 and lead[1] != 1):
+        raise ImageError(f"the images have shape {list(array.shape)}; {expected}")
+    if not np.isfinite(array).all():
+        raise ImageError(f"the images hold NaN or infinite values; {expected}")
+    if array.size and (array.min() < -1.001 or array.max() > 1.001):
+        raise ImageError(f"the images range from {array.min():g} to {array.max():g}; {expected}")
+    return np.ascontiguousarray(array, np.float32).reshape(-1, 1, 28, 28)
+
+
+def read_saved_model(prefix):
+    """The declared input shape of a saved model, after checking its parameters: each of
+    the shape its program declares, finite and of a plausible size (a damaged file gives
+    NaN, infinite or enormous values). None if the model cannot be read at all (the
+    predictor then says why); a :class:`ModelError` naming the first bad parameter."""
     dynamic = paddle.in_dynamic_mode()
     paddle.enable_static()
+    scope = paddle.static.Scope()
     try:
-        with paddle.static.scope_guard(paddle.static.Scope()):
+        with paddle.static.scope_guard(scope):
             program, _, _ = paddle.static.load_inference_model(
                 str(prefix), paddle.static.Executor(paddle.CPUPlace()))
     except (RuntimeError, ValueError, OSError):
-        return None  # the predictor below says what is wrong
+        return None
     finally:
         if dynamic:  # leave a dynamic-mode session as it was
             paddle.disable_static()
+    for param in program.global_block().all_parameters():
+        value = np.array(scope.find_var(param.name).get_tensor())
+        problem = (f"has shape {list(value.shape)}, not {list(param.shape)}"
+                   if list(value.shape) != list(param.shape) else
+                   "holds NaN or infinite values" if not np.isfinite(value).all() else
+                   f"holds values as large as {np.abs(value).max():.3g}"
+                   if np.abs(value).max() > MAX_PARAMETER else None)
+        if problem:
+            raise ModelError(f"{prefix}.pdiparams: parameter {param.name} {problem}, so the "
+                             f"file is damaged")
     return [list(op.result(0).shape) for op in program.global_block().ops
             if op.name() == "pd_op.data"][0]
 
@@ -257,12 +346,15 @@ def confusion_matrix(labels, digits):
     return confusion
 
 
+# one ASCII digit, then anything but a digit: 3_mine.png and 3.png, not 13.png or 2024_3.png
+_LABEL = re.compile(r"([0-9])(?![0-9])")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def load_labelled_images(folder, preprocess=True):
     """Your own digits, labelled by where they lie: in sub-folders ``0`` to ``9``, or with
-    the digit as the first character of the file name (``3_mine.png``).
+    the digit as the first character of the file name, followed by anything but another
+    digit (``3_mine.png``; ``13.png`` or ``20240501_3.png`` are not labelled).
 
     Returns ``(paths, labels, inputs, skipped)``: the inputs ``[N, 1, 28, 28]`` as
     :func:`load_image` makes them, and ``(path, reason)`` for every image file that
@@ -275,11 +367,11 @@ def load_labelled_images(folder, preprocess=True):
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
             continue
-        parent, first = path.parent.name, path.name[0]
-        if path.parent != folder and len(parent) == 1 and parent.isdigit():
+        parent, label = path.parent.name, _LABEL.match(path.name)
+        if path.parent != folder and len(parent) == 1 and parent in "0123456789":
             found.append((path, int(parent)))
-        elif first.isdigit():
-            found.append((path, int(first)))
+        elif label:
+            found.append((path, int(label.group(1))))
     if not found:
         raise ImageError(f"{folder}: no labelled images; put them in sub-folders 0 to 9, or "
                          f"start each file name with its digit (3_mine.png)")
@@ -289,6 +381,9 @@ def load_labelled_images(folder, preprocess=True):
             inputs.append(load_image(path, preprocess))
         except ImageError as e:
             skipped.append((path, str(e).removeprefix(f"{path}: ")))
+            continue
+        except MemoryError:  # one huge image must not cost the rest
+            skipped.append((path, "too large to read in this machine's memory"))
             continue
         paths.append(path)
         labels.append(label)

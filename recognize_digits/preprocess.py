@@ -20,6 +20,7 @@ MIN_CONTRAST = 0.08  # ink at most this far from the background is no ink at all
 NOISE_CONTRAST = 6  # nor is ink less than this many times the noise's level
 COLOURFUL = 32  # colour images whose ink or paper has a hue at least this strong
 STROKE = 3.0  # MNIST's median stroke width, in pixels of the 20x20 box (as measured here)
+PAPER_CONTRAST = 40  # a sheet on a desk is at least this much brighter than the desk
 
 
 def colour_to_grey(rgb):
@@ -34,9 +35,82 @@ def colour_to_grey(rgb):
         return np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
     codes = (sample // 16 * [256, 16, 1]).sum(axis=1)  # colours to 16 levels a channel
     paper = np.median(sample[codes == np.bincount(codes).argmax()], axis=0)
-    squared = sum((rgb[..., c] - np.float32(paper[c])) ** 2 for c in range(3))
-    # black ink on white paper comes out 0 on 255, as its luminance would
-    return (255 - np.sqrt(squared / 3)).round().clip(0, 255).astype(np.uint8)
+    grey = np.empty(rgb.shape[:2], np.uint8)
+    rows = max(1, 2**20 // rgb.shape[1])  # a million pixels at a time: memory stays small
+    for top in range(0, len(grey), rows):
+        part = rgb[top:top + rows]
+        squared = sum((part[..., c] - np.float32(paper[c])) ** 2 for c in range(3))
+        # black ink on white paper comes out 0 on 255, as its luminance would
+        grey[top:top + rows] = (255 - np.sqrt(squared / 3)).round().clip(0, 255)
+    return grey
+
+
+def on_paper(image):
+    """A photo of a sheet of paper lying on a darker desk (``uint8 [H, W]`` or
+    ``[H, W, 3]``), cut down to the sheet, the desk in its corners painted the sheet's
+    colour; any other image as it is.
+
+    A note on a desk is the one picture in which the paper is not the commonest colour:
+    the desk is, and the whole note would be taken for ink. The sheet is the largest
+    bright region (above the level that best splits dark from bright) that covers 3% to
+    85% of the picture, is a quadrilateral (it fills 85% of the smallest rectangle
+    around it, turned as it may be: a digit's strokes, even bold ones, do not), holds
+    some ink (1-25% of it dark: a light stroke with no loop holds none, a loop holds
+    more) and is clearly brighter than what lies around it.
+    """
+    image = np.asarray(image, np.uint8)
+    grey = image if image.ndim == 2 else image.mean(axis=2)
+    step = max(1, max(grey.shape) // WORK_SIDE)  # judged on a small copy
+    small = grey[::step, ::step].astype(np.float32)
+    if min(small.shape) < SMALL_SIDE // 2:
+        return image
+    labels, count = ndimage.label(small > _otsu(small))
+    if not count:
+        return image
+    sheet = labels == np.bincount(labels.ravel())[1:].argmax() + 1
+    filled = ndimage.binary_fill_holes(sheet)
+    ink = 1 - sheet.sum() / filled.sum()
+    if not (0.03 <= filled.mean() <= 0.85 and 0.01 <= ink <= 0.25
+            and np.median(small[sheet]) - np.median(small[~filled]) >= PAPER_CONTRAST
+            and filled.sum() >= 0.85 * _smallest_rectangle(np.argwhere(filled))):
+        return image
+    # the sheet's box in the image's pixels, less a margin for its edge and shadow
+    ys, xs = np.nonzero(filled)
+    margin = max(1, round(0.03 * max(np.ptp(ys), np.ptp(xs))))
+    top, bottom = (ys.min() + margin) * step, (ys.max() + 1 - margin) * step
+    left, right = (xs.min() + margin) * step, (xs.max() + 1 - margin) * step
+    cut = image[top:bottom, left:right].copy()
+    desk = ~ndimage.binary_erosion(filled, iterations=margin)[top // step:, left // step:]
+    desk = np.repeat(np.repeat(desk, step, 0), step, 1)[:cut.shape[0], :cut.shape[1]]
+    cut[desk] = np.median(image[::step, ::step][sheet], axis=0)
+    return cut
+
+
+def _smallest_rectangle(points):
+    """The area of the smallest rectangle, turned any way, around ``points`` ``[N, 2]``:
+    one of its sides lies along an edge of their convex hull."""
+    from scipy.spatial import ConvexHull
+
+    hull = points[ConvexHull(points).vertices].astype(np.float64)
+    edges = np.diff(np.vstack([hull, hull[:1]]), axis=0)
+    best = np.inf
+    for dy, dx in edges:  # points are (row, column): turn each edge onto the columns' axis
+        angle = np.arctan2(dy, dx)
+        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        turned = hull @ turn.T
+        best = min(best, np.prod(np.ptp(turned, axis=0) + 1))  # +1: pixels, not points
+    return best
+
+
+def _otsu(x):
+    """The level that best splits ``x`` into a dark and a bright class (Otsu's)."""
+    hist = np.bincount(np.clip(x, 0, 255).astype(np.uint8).ravel(), minlength=256) / x.size
+    weight = np.cumsum(hist)
+    mean = np.cumsum(hist * np.arange(256))
+    dark, total = weight[:-1], weight[-1]
+    between = (mean[-1] * dark - mean[:-1] * total) ** 2 / np.maximum(dark * (total - dark),
+                                                                     1e-12)
+    return int(np.argmax(between))
 
 
 def mnist_style(gray):

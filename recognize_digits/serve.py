@@ -4,11 +4,15 @@
 model once and serves one page, with a canvas to draw on, and ``POST /predict``, which
 takes a PNG (or any image) or JSON ``{"pixels": [[0-255, ...], ...]}`` of grey values and
 answers ``{"digit", "probabilities", "input"}``, ``input`` being the 28x28 image the model
-saw. Bad requests get a 4xx status and ``{"error": "..."}``.
+saw. Bad requests get a 4xx status and ``{"error": "..."}``, whatever went wrong: a
+request must arrive whole within :data:`REQUEST_SECONDS`, and at most as many images are
+preprocessed at once as there are cores (the others wait their turn, up to
+:data:`BUSY_SECONDS`), so that memory stays bounded under any load.
 """
 
 import io
 import json
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -20,6 +24,7 @@ from PIL import Image
 
 from .errors import RecognizeDigitsError
 from .infer import InferenceModel, load_image
+from .speed import available_cores
 
 MAX_BODY = 2 * 1024 * 1024  # bytes: a drawing is a few KB, a photo well under this
 MAX_PIXELS_SIDE = 1000  # for JSON pixels
@@ -28,6 +33,9 @@ MAX_PIXELS_SIDE = 1000  # for JSON pixels
 DRAIN_BYTES = 32 * 1024 * 1024
 DRAIN_SECONDS = 5
 DRAIN_IDLE = 1  # seconds without data: the client is not sending a body
+REQUEST_SECONDS = 10  # to send the whole request, headers and body: slow clients are cut off
+BUSY_SECONDS = 10  # to wait for a turn at preprocessing before 503
+ALLOWED = "GET, POST"
 
 
 class BadRequest(Exception):
@@ -42,20 +50,28 @@ class Recogniser:
     def __init__(self, model_dir):
         self.model = InferenceModel(model_dir)
         self.lock = threading.Lock()
+        # preprocessing a large photo takes memory: only so many at once
+        self.turns = threading.BoundedSemaphore(available_cores())
 
     def __call__(self, body, content_type):
         if content_type.startswith("image/"):
             source = io.BytesIO(body)
+            source.name = "the uploaded image"  # what error messages call it
         elif content_type == "application/json":
             source = _pixels_png(body)
         else:
             raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                              f"send an image (image/png, ...) or application/json, not "
                              f"{content_type or 'no content type'}")
+        if not self.turns.acquire(timeout=BUSY_SECONDS):
+            raise BadRequest(HTTPStatus.SERVICE_UNAVAILABLE, f"busy for more than "
+                             f"{BUSY_SECONDS} s with other images; try again")
         try:
             x = load_image(source)
         except RecognizeDigitsError as e:
             raise BadRequest(HTTPStatus.BAD_REQUEST, str(e)) from None
+        finally:
+            self.turns.release()
         with self.lock:
             digits, probs = self.model.predict(x)
         seen = ((x[0, 0] + 1) * 127.5).round().astype(int).tolist()
@@ -66,7 +82,7 @@ def _pixels_png(body):
     """JSON ``{"pixels": rows of grey values}`` as a PNG in memory."""
     try:
         pixels = np.asarray(json.loads(body)["pixels"], np.float64)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         raise BadRequest(HTTPStatus.BAD_REQUEST, 'malformed JSON: expected {"pixels": '
                          '[[0-255, ...], ...]}') from None
     if pixels.ndim != 2 or max(pixels.shape) > MAX_PIXELS_SIDE or not np.isfinite(pixels).all():
@@ -75,6 +91,7 @@ def _pixels_png(body):
     png = io.BytesIO()
     Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(png, "PNG")
     png.seek(0)
+    png.name = "the drawing"
     return png
 
 
@@ -82,9 +99,34 @@ def make_handler(recognise):
     page = files("recognize_digits").joinpath("static/draw.html").read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
-        timeout = 10  # seconds a client may take to send its request
+        timeout = REQUEST_SECONDS  # for each read; the deadline below bounds them all
+
+        def setup(self):
+            super().setup()
+            self.deadline = threading.Timer(REQUEST_SECONDS, self._too_slow)
+            self.deadline.start()
+
+        def _too_slow(self):
+            """The whole request did not arrive in time: answer 408 and cut the connection,
+            which ends the read the handler is waiting in."""
+            body = json.dumps({"error": f"send the whole request within {REQUEST_SECONDS} s"})
+            try:
+                self.connection.sendall(
+                    f"HTTP/1.0 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def finish(self):
+            self.deadline.cancel()
+            try:
+                super().finish()
+            except OSError:  # the client is gone, or was cut off
+                pass
 
         def do_GET(self):
+            self.deadline.cancel()
             if self.path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
             else:
@@ -103,6 +145,10 @@ def make_handler(recognise):
                                     f"the body is {length:,} bytes; send at most {MAX_BODY:,}",
                                     length)
             body = self.rfile.read(length)
+            if len(body) < length:  # cut off by the deadline, or the client closed
+                self.close_connection = True
+                return
+            self.deadline.cancel()
             content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
             try:
                 answer = recognise(body, content_type)
@@ -144,15 +190,30 @@ def make_handler(recognise):
             except OSError:  # idle for DRAIN_IDLE, or the connection broke: nothing to wait for
                 pass
 
+        def do_other(self):
+            self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here; "
+                        f"GET / for the page, POST /predict with an image")
+
+        do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_other
+
+        def send_error(self, code, message=None, explain=None):
+            """The standard library's own errors (a malformed request line, a method it does
+            not know, headers too long, ...) in the page's JSON, not as an HTML page."""
+            self.close_connection = True
+            self._error(code, message or HTTPStatus(code).phrase)
+
         def _error(self, status, message):
             self._send(status, json.dumps({"error": message}).encode(), "application/json")
 
         def _send(self, status, body, content_type):
             self.send_response(status)
+            if status in (HTTPStatus.METHOD_NOT_ALLOWED, HTTPStatus.NOT_IMPLEMENTED):
+                self.send_header("Allow", ALLOWED)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def log_message(self, format, *args):  # quiet: one line per request is noise here
             pass
@@ -160,6 +221,17 @@ def make_handler(recognise):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128  # connections waiting to be accepted (the default is 5)
+
+    def handle_error(self, request, client_address):
+        """Quiet about clients that went away or were cut off; anything else as usual."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 def make_server(model_dir, host="127.0.0.1", port=8000):
     """The server, bound and ready for ``serve_forever()``; port 0 picks a free one."""
-    return ThreadingHTTPServer((host, port), make_handler(Recogniser(model_dir)))
+    return Server((host, port), make_handler(Recogniser(model_dir)))

@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 
 from . import speed
-from .engine import Engine, mean_over_batches
+from .engine import Engine, check_checkpoint, mean_over_batches
 from .models import MODELS, check_model, count_parameters, loss_and_accuracy
 
 
@@ -135,4 +135,6 @@ class StaticEngine(Engine):
         paddle.static.save(self.programs.main, str(prefix))
 
     def load_checkpoint(self, prefix):
+        check_checkpoint(prefix, {p.name: p.shape for p in
+                                  self.programs.main.global_block().all_parameters()})
         paddle.static.load(self.programs.main, str(prefix), self.exe)

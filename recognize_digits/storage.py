@@ -3,6 +3,7 @@ and one writer per save folder at a time, on Linux, macOS and Windows alike."""
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -32,7 +33,8 @@ def replace_file(path, write):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        write(tmp)
+        with _naming(path):
+            write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
@@ -42,6 +44,24 @@ def replace_file(path, write):
 
 def write_json(path, obj):
     replace_file(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
+
+
+def write_checksum(path):
+    """Write the SHA-256 of the file ``path`` beside it (``model.pdiparams`` gets
+    ``model.sha256``), so that a reader can tell a damaged file from a whole one."""
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.with_suffix(".sha256").write_text(f"{digest}  {path.name}\n")
+
+
+def checksum_matches(path):
+    """Whether the file ``path`` still has the SHA-256 written beside it (True where
+    none was written)."""
+    path = Path(path)
+    record = path.with_suffix(".sha256")
+    if not record.is_file():
+        return True
+    return record.read_text().split()[:1] == [hashlib.sha256(path.read_bytes()).hexdigest()]
 
 
 def new_folder(target):
@@ -57,13 +77,26 @@ def write_folder(target, fill, carry=False):
     target = Path(target)
     new = new_folder(target)
     try:
-        fill(new)
+        with _naming(target, inside=new):
+            fill(new)
         if carry and target.is_dir():
             carry_over(target, new)
         os.chmod(new, 0o755)
         replace_folder(new, target)
     finally:
         shutil.rmtree(new, ignore_errors=True)
+
+
+@contextmanager
+def _naming(path, inside=None):
+    """Give an OSError that names no file (a full disk while writing, say), or only a file
+    of the temporary folder ``inside``, the ``path`` being written: what the user named."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None or (inside and str(e.filename).startswith(str(inside))):
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
 
 
 def check_save_dir(save_dir):

@@ -9,6 +9,7 @@ model without having picked it. What depends on the graph mode is its engine's (
 belong to the static one and are imported here too.
 """
 
+import inspect
 import os
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from .engine import MODEL_PREFIX, TEST_BATCH_SIZE, select_place  # noqa: F401 (r
 from .errors import ConfigError, DivergedError, TrainingInterrupted, check_positive
 from .models import check_model
 from .static_graph import Programs, StaticEngine, optimizer_program, train_program  # noqa: F401
-from .storage import check_save_dir, exclusive, write_folder, write_json
+from .storage import check_save_dir, exclusive, write_checksum, write_folder, write_json
 
 DEFAULT_SAVE_DIR = "recognize_digits.inference.model"
 ENGINES = {"static": StaticEngine, "dynamic": DynamicEngine}  # the ways of training, by graph
@@ -86,11 +87,12 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     ``onednn`` and ``threads`` choose the fast CPU path (see :mod:`.speed`; by default
     it is used where it works). Ctrl-C stops training after the current batch (or test
     pass, or save) with a checkpoint in ``save_dir/checkpoint``; ``resume=True``
-    continues from it, with the settings it was started with, exactly as if it had not
-    stopped. ``graph="dynamic"`` trains the same network as a ``paddle.nn.Layer`` run
+    continues from it, with the settings it was started with (any other given is
+    refused), exactly as if it had not stopped. ``graph="dynamic"`` trains the same network as a ``paddle.nn.Layer`` run
     eagerly (see :mod:`.dynamic`), everything else alike. Returns the metrics also
     written to ``save_dir/metrics.json``.
     """
+    save_dir = os.path.realpath(save_dir)  # through links: the real folder is locked and replaced
     run = prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads,
                   data or (data_dir, sample), save_dir, resume, augment, graph)
     handler = event_handler or (lambda event: log_every_100(event, log))
@@ -109,6 +111,9 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     return finish(run, log)
 
 
+DEFAULTS = {k: inspect.signature(train).parameters[k].default for k in SETTINGS}
+
+
 class Run:
     """One training: its settings, data, engine, metrics, and where it has got to."""
 
@@ -119,19 +124,24 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
     on ``resume``, take the settings and the position from the checkpoint."""
     run, checkpoint = Run(), Checkpoint(save_dir)
     state = checkpoint.read() if resume else None
-    if state:
+    if state:  # settings left at their defaults are taken from the checkpoint
+        given = zip(SETTINGS, (model, epochs, batch_size, learning_rate, seed, validation,
+                               augment, graph))
+        checkpoint.check_settings(state, {k: v for k, v in given if v != DEFAULTS[k]})
         model, epochs, batch_size, learning_rate, seed, validation, augment, graph = (
             state["metrics"][k] for k in SETTINGS)
     check_model(model)
     if graph not in ENGINES:
         raise ConfigError(f"graph must be 'static' or 'dynamic', got {graph!r}")
-    check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                   threads=threads)
+    check_positive(epochs=epochs, batch_size=batch_size, threads=threads)
+    check_positive(whole=False, learning_rate=learning_rate)
     if seed is not None and not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31):
         raise ConfigError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
     run.place = select_place(device)
     check_save_dir(save_dir)
     data = load_mnist(*data) if isinstance(data, tuple) else data
+    if state:
+        checkpoint.check_data(state, data.source)
     held_out = validation_size(len(data.train_images), validation)
     run.validation = data.train_images[:held_out], data.train_labels[:held_out]
     run.train = data.train_images[held_out:], data.train_labels[held_out:]
@@ -248,5 +258,6 @@ def save_model(run, metrics):
     ``save_dir`` is carried over."""
     def fill(folder):
         run.engine.save_inference_model(folder / MODEL_PREFIX)
+        write_checksum(folder / f"{MODEL_PREFIX}.pdiparams")
         write_json(folder / "metrics.json", metrics)
     write_folder(run.save_dir, fill, carry=True)

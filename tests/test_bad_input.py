@@ -1,6 +1,7 @@
 """Bad input and faults: each ends in one clear line, a specific error, nothing lost."""
 
 import io
+import json
 import struct
 import subprocess
 import sys
@@ -131,6 +132,40 @@ def test_bad_model_dirs(tmp_path, trained_cnn):
     save_other_model(other, [-1, 784])
     with pytest.raises(ModelError, match="28x28"):
         InferenceModel(other)
+
+
+def damaged_copy(model_dir, folder, damage, checksum=True):
+    """A copy of a saved model with ``damage(bytes) -> bytes`` done to its parameters."""
+    import shutil
+
+    shutil.copytree(model_dir, folder)
+    params = folder / "model.pdiparams"
+    params.write_bytes(damage(params.read_bytes()))
+    if not checksum:
+        (folder / "model.sha256").unlink()
+    return folder
+
+
+def overwrite_end(data, new):
+    return data[:-len(new)] + new
+
+
+@pytest.mark.parametrize("damage, checksum, message", [
+    (lambda b: overwrite_end(b, b"\xff" * 1000), False, "holds NaN or infinite values"),
+    (lambda b: overwrite_end(b, np.random.default_rng(0).bytes(1000)), False,
+     "holds (NaN or infinite values|values as large as)"),
+    (lambda b: overwrite_end(b, np.float32([0.5]).tobytes()), False, None),  # undetectable
+    (lambda b: overwrite_end(b, np.float32([0.5]).tobytes()), True, "does not match the checksum"),
+])
+def test_damaged_parameters_are_refused(damage, checksum, message, trained_cnn, tmp_path):
+    assert (trained_cnn[0] / "model.sha256").is_file()  # saved with every model
+    folder = damaged_copy(trained_cnn[0], tmp_path / "damaged", damage, checksum)
+    if message is None:  # a plausible value changed: only the checksum tells
+        InferenceModel(folder)
+        return
+    with pytest.raises(ModelError, match=message) as error:
+        InferenceModel(folder)
+    assert "damaged" in str(error.value) and len(str(error.value).splitlines()) == 1
 
 
 # --- options and training faults ---------------------------------------------------------
@@ -277,3 +312,289 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_p
 def test_resume_without_checkpoint(tmp_path, sample):
     with pytest.raises(ConfigError, match="no checkpoint to resume from"):
         train(data=sample, save_dir=tmp_path, resume=True, **quiet())
+
+
+# --- what predict and train are given in Python ------------------------------------
+
+@pytest.mark.parametrize("images, message", [
+    (DIGIT, "are uint8, not floating point"),  # 0-255 pixels read as far too bright
+    (DIGIT[None, None].astype(np.float32), "range from 0 to 254"),
+    (np.zeros((1, 3, 28, 28), np.float32), r"shape \[1, 3, 28, 28\]"),
+    (np.zeros((2, 784), np.float32), r"shape \[2, 784\]"),
+    (np.full((1, 1, 28, 28), np.nan, np.float32), "NaN or infinite"),
+    (np.full((1, 1, 28, 28), np.inf, np.float32), "NaN or infinite"),
+])
+def test_predict_refuses_what_is_not_an_input_it_can_read(images, message, trained_cnn):
+    model = InferenceModel(trained_cnn[0])
+    with pytest.raises(ImageError, match=message) as error:
+        model.predict(images)
+    assert "float images [N, 1, 28, 28] in [-1, 1], as load_image makes them" in str(error.value)
+
+
+def test_predict_takes_every_shape_of_a_28x28_input(trained_cnn):
+    model = InferenceModel(trained_cnn[0])
+    x = load_image(INFER_3)
+    digits = [model.predict(shaped)[0].tolist() for shaped in (x, x[0], x[0, 0], x[:, 0])]
+    assert digits == [[3]] * 4
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(epochs=1.5), "epochs must be a whole number, got 1.5"),
+    (dict(batch_size="64"), "batch-size must be a whole number, got '64'"),
+    (dict(threads=True), "threads must be a whole number, got True"),
+    (dict(learning_rate="0.1"), "learning-rate must be a number, got '0.1'"),
+    (dict(learning_rate=float("nan")), "learning-rate must be > 0, got nan"),
+])
+def test_options_of_the_wrong_type_are_refused_in_one_line(options, message, sample, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        train(data=sample, save_dir=tmp_path, **options, **quiet())
+
+
+def test_threads_given_as_text_are_refused(trained_cnn):
+    with pytest.raises(ConfigError, match="threads must be a whole number, got '2'"):
+        InferenceModel(trained_cnn[0], threads="2")
+
+
+# --- damaged or hand-edited checkpoints --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, sample):
+    """Ctrl-C checkpoints of softmax regression (static and dynamic) and of the perceptron
+    (static), each stopped at pass 0 after batch 1: {name: save folder}."""
+    import os
+    import signal
+
+    from recognize_digits.errors import TrainingInterrupted
+    from recognize_digits.train import StepEvent
+
+    from conftest import subset
+
+    def stop(event):
+        if isinstance(event, StepEvent) and event.batch_id == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    folders = {}
+    for name, model, graph in (("static", "softmax", "static"), ("dynamic", "softmax", "dynamic"),
+                               ("mlp", "mlp", "static")):
+        folders[name] = tmp_path_factory.mktemp("checkpoints") / name
+        with pytest.raises(TrainingInterrupted):
+            train(model, epochs=2, data=subset(sample, 300), save_dir=folders[name], seed=1,
+                  graph=graph, event_handler=stop, log=lambda *a: None)
+    return folders
+
+
+def edit_state(change):
+    def edit(folder):
+        path = folder / "checkpoint" / "state.json"
+        state = json.loads(path.read_text())
+        change(state)
+        path.write_text(json.dumps(state))
+    return edit
+
+
+def setting(name, value):
+    return edit_state(lambda state: state["metrics"].__setitem__(name, value))
+
+
+def cut_file(name, keep=100):
+    def cut(folder):
+        path = folder / "checkpoint" / name
+        path.write_bytes(path.read_bytes()[:keep])
+    return cut
+
+
+DAMAGES = {
+    "epochs as text": setting("epochs", "3"), "no epochs": setting("epochs", 0),
+    "batch 1.5": setting("batch_size", 1.5), "negative learning rate": setting("learning_rate", -1),
+    "learning rate as text": setting("learning_rate", "fast"), "seed -1": setting("seed", -1),
+    "seed too large": setting("seed", 2**31), "validation -5": setting("validation", -5),
+    "augment yes": setting("augment", "yes"), "graph eager": setting("graph", "eager"),
+    "model lenet": setting("model", "lenet"), "no model": edit_state(
+        lambda s: s["metrics"].pop("model")),
+    "pass -1": edit_state(lambda s: s.update(pass_id=-1)),
+    "pass past the end": edit_state(lambda s: s.update(pass_id=2)),
+    "batch -1": edit_state(lambda s: s.update(batch_id=-1)),
+    "batch as text": edit_state(lambda s: s.update(batch_id="2")),
+    "no rng": edit_state(lambda s: s.pop("rng")),
+    "rng garbage": edit_state(lambda s: s.update(rng={"bit_generator": "PCG64", "state": 3})),
+    "no partial": edit_state(lambda s: s.pop("partial")),
+    "partial too short": edit_state(lambda s: s["partial"][0].pop()),
+    "partial not lists": edit_state(lambda s: s.update(partial=7)),
+    "no metrics": edit_state(lambda s: s.pop("metrics")),
+    "metrics a list": edit_state(lambda s: s.update(metrics=[1, 2])),
+    "passes that were not run": edit_state(lambda s: s["metrics"]["passes"].append({})),
+    "seconds as text": edit_state(lambda s: s.update(seconds="ten")),
+    "state a list": lambda f: (f / "checkpoint" / "state.json").write_text("[1, 2]"),
+    "state not JSON": lambda f: (f / "checkpoint" / "state.json").write_text("{pass_id: 1"),
+    "state empty": lambda f: (f / "checkpoint" / "state.json").write_text(""),
+    "parameters truncated": cut_file("train.pdparams"),
+    "optimizer state truncated": cut_file("train.pdopt"),
+    "parameters empty": cut_file("train.pdparams", keep=0),
+    "parameters missing": lambda f: (f / "checkpoint" / "train.pdparams").unlink(),
+    "graph changed": setting("graph", "dynamic"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+@pytest.mark.parametrize("graph", ["static", "dynamic"])
+def test_a_damaged_checkpoint_is_refused_in_one_line(damage, graph, checkpoints, sample,
+                                                     tmp_path):
+    import shutil
+
+    from conftest import subset
+
+    folder = tmp_path / "m"
+    shutil.copytree(checkpoints[graph], folder)
+    (setting("graph", "static") if damage == "graph changed" and graph == "dynamic"
+     else DAMAGES[damage])(folder)
+    with pytest.raises(ConfigError) as error:
+        train(data=subset(sample, 300), save_dir=folder, resume=True, **quiet())
+    message = str(error.value)
+    assert len(message.splitlines()) == 1 and "without --resume" in message, message
+    assert "damaged" in message or "cannot be loaded" in message or "no checkpoint" in message
+
+
+@pytest.mark.parametrize("graph", ["static", "dynamic"])
+def test_another_models_parameters_in_a_checkpoint_are_refused(graph, checkpoints, sample,
+                                                               tmp_path):
+    import shutil
+
+    from conftest import subset
+
+    folder = tmp_path / "m"
+    shutil.copytree(checkpoints[graph], folder)
+    for name in ("train.pdparams", "train.pdopt"):  # the perceptron's, saved statically
+        shutil.copy(checkpoints["mlp"] / "checkpoint" / name, folder / "checkpoint" / name)
+    with pytest.raises(ConfigError, match="parameters cannot be loaded .*another network's"):
+        train(data=subset(sample, 300), save_dir=folder, resume=True, **quiet())
+
+
+def test_an_untouched_checkpoint_still_resumes(checkpoints, sample, tmp_path):
+    import shutil
+
+    from conftest import subset
+
+    for graph in ("static", "dynamic"):
+        shutil.copytree(checkpoints[graph], tmp_path / graph)
+        metrics = train(data=subset(sample, 300), save_dir=tmp_path / graph, resume=True,
+                        **quiet())
+        assert len(metrics["passes"]) == 2 and metrics["graph"] == graph
+
+
+def test_a_full_disk_while_saving_names_the_folder(sample, tmp_path, monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    from recognize_digits import cli
+
+    real_write = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if "metrics" in self.name and self.suffix == ".json":
+            raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert cli.main(["train", "--model", "softmax", "--epochs", "1", "--sample",
+                     "--save-dir", str(tmp_path / "model")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"recognize-digits: error: {tmp_path / 'model'}")
+    assert err.endswith("No space left on device")
+
+
+@pytest.mark.parametrize("host, option", [("256.0.0.1", "--host"), ("192.0.2.1", "--host")])
+def test_a_host_that_is_not_this_machines_is_named(host, option, trained_cnn, capsys):
+    from recognize_digits import cli
+
+    assert cli.main(["serve", "--model-dir", str(trained_cnn[0]), "--host", host]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on {host}:8000" in err and err.strip().endswith(f"choose another {option}")
+
+
+def test_compare_into_a_file_names_out(tmp_path, capsys):
+    from recognize_digits import cli
+
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["compare", "--sample", "--out", str(tmp_path / "file")]) == 1
+    assert capsys.readouterr().err.strip().endswith("choose another --out")
+
+
+def test_devices_and_standard_input_as_images(trained_cnn):
+    with pytest.raises(ImageError, match="/dev/null: is not a file but a device"):
+        load_image("/dev/null")
+    proc = subprocess.run([sys.executable, "-m", "recognize_digits", "predict", "-",
+                           "--model-dir", str(trained_cnn[0])], input=INFER_3.read_bytes(),
+                          capture_output=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.decode().startswith("-: 3 (probability")
+
+
+def test_a_float_image_with_nan_pixels_leaks_no_warning(tmp_path):
+    import warnings
+
+    pixels = np.where(DIGIT > 0, 255.0, 0.0).astype(np.float32)
+    pixels[0, :3] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "f.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(tmp_path / "f.tif").shape == (1, 1, 28, 28)
+
+
+# --- memory and time bounded by the image's shape --------------------------------------
+
+LIMITED = """
+import resource, sys, time
+import recognize_digits
+from recognize_digits.errors import ImageError
+from recognize_digits.infer import load_image
+
+with open("/proc/self/status") as status:  # what the process has mapped so far
+    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + 1536 * 2**20,) * 2)  # 1.5 GB more, no further
+for path in sys.argv[1:]:
+    start = time.perf_counter()
+    try:
+        load_image(path)
+        print(path, "read", round(time.perf_counter() - start, 1))
+    except ImageError as e:
+        print(path, "refused", round(time.perf_counter() - start, 1), e)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; RLIMIT_AS")
+def test_any_image_is_read_or_refused_within_a_memory_ceiling(tmp_path):
+    paths = []
+    for width, height in ((6_000_000, 8), (24, 2_000_000), (100, 500_000)):
+        paths.append(tmp_path / f"{width}x{height}.png")
+        Image.new("L", (width, height), 255).save(paths[-1])  # a few KB each
+    photo = np.zeros((7000, 7000, 3), np.uint8)
+    photo[...] = (40, 160, 60)  # green paper, a red stroke
+    photo[2500:4500, 3300:3700] = (200, 30, 30)
+    paths.append(tmp_path / "photo.png")
+    Image.fromarray(photo).save(paths[-1])
+    proc = subprocess.run([sys.executable, "-c", LIMITED, *map(str, paths)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 4
+    for line in lines[:3]:  # the strips are refused at once, without decoding them
+        _, outcome, seconds, *message = line.split(" ", 3)
+        assert outcome == "refused" and float(seconds) < 1 and "too narrow" in line
+    assert lines[3].split()[1] == "read"  # a 49-megapixel colour photo within 1.5 GB
+
+
+def test_native_error_lines_of_a_broken_model_are_held_back(trained_cnn, monkeypatch, capfd):
+    """Paddle's C++ libraries write their own lines to descriptor 2 on some damaged files
+    before raising; the command line must still show one line."""
+    import os
+
+    from recognize_digits import cli
+
+    def broken(config):
+        os.write(2, b"[libprotobuf ERROR google/protobuf/message_lite.cc:123] Can't parse\n")
+        raise RuntimeError("(InvalidArgument) the model file is broken")
+
+    monkeypatch.setattr(paddle.inference, "create_predictor", broken)
+    assert cli.main(["predict", str(INFER_3), "--model-dir", str(trained_cnn[0])]) == 1
+    err = capfd.readouterr().err
+    assert "libprotobuf" not in err and len(err.strip().splitlines()) == 1, err
+    assert "the model file is broken" in err

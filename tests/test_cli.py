@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -304,3 +305,76 @@ def test_serve_says_when_its_model_was_not_trained_for_your_digits(cli_model, tm
         lines = capsys.readouterr().out.splitlines()
         assert lines[-1].startswith("Draw a digit at http://127.0.0.1:")
         assert (len(lines) == 2 and "trained without --augment" in lines[0]) is noted
+
+
+def test_predict_goes_on_past_an_image_it_cannot_read(cli_model, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n")
+    proc = run("predict", INFER_3, broken, INFER_3, "--model-dir", cli_model[0], check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert [line.split(":")[0] for line in proc.stdout.splitlines()] == [str(INFER_3)] * 2
+    assert proc.stderr.strip() == f"recognize-digits: error: {broken}: cannot read it as an " \
+        f"image (cannot identify image file '{broken}'); is it a complete PNG, JPEG or other picture?"
+    proc = run("predict", broken, INFER_3, "--model-dir", cli_model[0], "--json", check=False)
+    first, second = json.loads(proc.stdout)
+    assert proc.returncode == 1 and first["image"] == str(broken) and "cannot read" in first["error"]
+    assert second["digit"] == 3
+
+
+def test_resume_refuses_options_other_than_the_checkpoints(sample, tmp_path, capsys):
+    import signal
+
+    from recognize_digits.errors import TrainingInterrupted
+    from recognize_digits.train import StepEvent, train
+
+    def ctrl_c_at_batch_2(event):
+        if isinstance(event, StepEvent) and event.batch_id == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train("softmax", epochs=2, data=sample, save_dir=tmp_path / "m", seed=1,
+              event_handler=ctrl_c_at_batch_2, log=lambda *a: None)
+    resume = ["train", "--resume", "--save-dir", str(tmp_path / "m")]
+    for extra, message in ((["--sample", "--model", "cnn", "--epochs", "5"],
+                            "--model cnn (it has softmax); --epochs 5 (it has 2)"),
+                           (["--sample", "--augment"], "--augment True (it has False)"),
+                           (["--data-dir", str(write_mnist(tmp_path / "other"))],
+                            "not on " + str(tmp_path / "other"))):
+        assert cli.main(resume + extra) == 1
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert cli.main(resume + ["--sample", "--model", "softmax", "--epochs", "2"]) == 0
+
+
+def test_every_option_has_help(capsys):
+    """Each option and argument of every command says what it is for."""
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.dest != "help":
+                assert action.help and len(action.help) > 12, (name, action.option_strings or
+                                                               action.dest)
+    train_help = commands["train"].format_help()
+    assert "train, validation and test cost curves" in " ".join(train_help.split())
+    assert "random seed, recorded in metrics.json" in " ".join(train_help.split())
+
+
+def test_sigterm_stops_training_like_ctrl_c(tmp_path):
+    import signal
+
+    save_dir = tmp_path / "model"
+    proc = subprocess.Popen([sys.executable, "-m", "recognize_digits", "train", "--model", "mlp",
+                             "--epochs", "20", "--sample", "--seed", "1", "--save-dir", save_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout.readline().startswith("Training mlp")
+        time.sleep(3)  # into the training
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "FatalError" not in err and "Traceback" not in err
+    assert "recognize-digits: stopped: stopped at pass" in err
+    assert (save_dir / "checkpoint" / "state.json").is_file()
+    assert run("train", "--resume", "--sample", "--save-dir", save_dir).returncode == 0

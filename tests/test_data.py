@@ -117,6 +117,7 @@ def test_offline_without_data_names_every_way(tmp_path, monkeypatch):
         data.find_data_dir(download=False)
     for way in ("--data-dir", data.ENV_VAR, str(tmp_path / "empty"), "download", "--sample"):
         assert way in str(e.value)
+    assert "data_dir=" not in str(e.value)  # the command line's options, not the API's
     with pytest.raises(DataError, match="does not hold the four MNIST files"):
         data.find_data_dir(tmp_path)
 
@@ -152,8 +153,9 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch, file_server):
     monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
     monkeypatch.setattr(data, "MIRRORS", ())  # no fallback to the real mirrors
     monkeypatch.delenv(data.ENV_VAR, raising=False)
-    with pytest.raises(DataError, match="download failed.*--sample"):
+    with pytest.raises(DataError, match="download failed.*--sample") as e:
         data.find_data_dir(mirror=url)
+    assert "data_dir=" not in str(e.value) and "sample=True" not in str(e.value)
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -269,6 +271,7 @@ def test_every_mirror_failing_is_one_line_naming_each(tmp_path, monkeypatch, mir
                  f"{missing}: HTTP 404", f"{wrong}: wrong file (md5", "try again later",
                  "--data-dir", "--sample"):
         assert said.lower() in message.lower()
+    assert "data_dir=" not in message and "sample=True" not in message  # the CLI's words only
     assert list(cache.iterdir()) == []
 
 

@@ -67,3 +67,16 @@ def test_saved_model_loads_in_the_executor_too(trained_cnn, sample):
         [probs] = exe.run(program, feed={feeds[0]: images}, fetch_list=fetches)
     assert [1, 20, 1, 1] in shapes and [1, 50, 1, 1] in shapes
     np.testing.assert_allclose(InferenceModel(trained_cnn[0]).predict(images)[1], probs, atol=1e-5)
+
+
+def test_only_a_lone_ascii_digit_labels_an_image(tmp_path):
+    from recognize_digits.infer import load_labelled_images
+
+    for name in ("3.png", "3_mine.png", "7/scan.png", "13.png", "20240501_photo_of_3.png",
+                 "³_x.png", "²/scan.png", "37/scan.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.open(INFER_3).save(tmp_path / name)
+    paths, labels, _, skipped = load_labelled_images(tmp_path)
+    assert {p.relative_to(tmp_path).as_posix(): int(l) for p, l in zip(paths, labels)} == {
+        "3.png": 3, "3_mine.png": 3, "7/scan.png": 7}
+    assert skipped == []

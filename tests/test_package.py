@@ -83,3 +83,42 @@ def test_package_imports_sees_every_form_of_import(tmp_path):
     for name in "bcdef":
         (tmp_path / f"{name}.py").write_text("")
     assert package_imports(tmp_path / "a.py") == set("bcde")
+
+
+def setup_arguments():
+    """What setup.py passes to setuptools.setup."""
+    from unittest import mock
+
+    with mock.patch("setuptools.setup") as setup:
+        exec(compile((ROOT / "setup.py").read_text(), "setup.py", "exec"), {"__name__": "__main__"})
+    return setup.call_args.kwargs
+
+
+def test_installing_never_puts_a_paddle_over_another():
+    # paddlepaddle and paddlepaddle-gpu both install the package 'paddle': a requirement of
+    # either would make pip replace the other. The CPU build comes with the [cpu] extra.
+    arguments = setup_arguments()
+    assert not [r for r in arguments["install_requires"] if r.startswith("paddle")]
+    floor = declared_floor((ROOT / "setup.py").read_text())
+    assert arguments["extras_require"]["cpu"] == [f"paddlepaddle>={floor}"]
+    readme = (ROOT / "README.md").read_text()
+    assert 'pip install ".[cpu]" &&' in readme and 'pip install -e ".[cpu,test]" && pytest' in readme
+
+
+def test_without_paddle_the_package_imports_and_says_how_to_install_one():
+    import subprocess
+    import sys
+
+    hide = "import sys; sys.modules['paddle'] = None; "  # as if no Paddle were installed
+    code = {"import": hide + "import recognize_digits; print(recognize_digits.__version__)",
+            "use": hide + "from recognize_digits import train",
+            "cli": hide + "from recognize_digits.cli import main; sys.exit(main(['train']))"}
+    runs = {name: subprocess.run([sys.executable, "-c", line], capture_output=True, text=True,
+                                 cwd=ROOT, timeout=120) for name, line in code.items()}
+    assert runs["import"].returncode == 0 and runs["import"].stdout.strip()
+    assert "ImportError: recognize_digits.train needs Paddle. PaddlePaddle is not installed: " \
+           "for the CPU, 'pip install paddlepaddle'" in runs["use"].stderr
+    cli = runs["cli"]
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr
+    assert cli.stderr.startswith("recognize-digits: error: PaddlePaddle is not installed")
+    assert "paddlepaddle-gpu" in cli.stderr and len(cli.stderr.splitlines()) == 1

@@ -222,6 +222,7 @@ BLIND_SPOTS = {  # how the images are made, saved as JPEG?, least accuracy, leas
     "thin strokes, large": (handwriting.thin_strokes_large, False, 0.8, 0.8),
     "cropped tight, thick": (partial(handwriting.tight_crop, stroke="thick"), True, 0.88, 0.85),
     "coloured": (handwriting.coloured, False, 0.85, 0.9),
+    "note on a desk": (handwriting.note_on_desk, True, 0.85, 0.85),
 }
 
 
@@ -259,3 +260,28 @@ def test_soft_shadows_and_uneven_light_are_not_ink(light):
     out = mnist_style(image.clip(0, 255).astype(np.uint8))
     assert likeness(out, DIGIT) > 0.9
     assert max(ink_box(out)) == 20 and out[:, :4].max() == 0  # nothing left of the shadow
+
+
+def test_only_a_sheet_on_a_darker_desk_is_cut_out():
+    from recognize_digits.preprocess import on_paper
+
+    rng = np.random.default_rng(3)
+    digit = np.asarray(Image.open(INFER_3))
+    note = handwriting.note_on_desk(digit, rng)
+    cut = on_paper(note)
+    assert cut.shape[0] < 0.65 * note.shape[0] and cut.shape[1] < 0.65 * note.shape[1]
+    assert np.percentile(cut.mean(axis=2), 50) > 200  # the sheet, not the desk
+    # what is not a sheet on a desk stays as it is: a digit on paper filling the picture,
+    # light strokes on black (the draw page's), a bold digit, a tiny image
+    from PIL import ImageDraw
+
+    bold = Image.new("L", (280, 280))  # a 0 and an 8 drawn with a broad pen, as on the page
+    ImageDraw.Draw(bold).ellipse((70, 30, 210, 250), outline=255, width=45)
+    eight = Image.new("L", (280, 280))
+    for box in ((85, 20, 195, 135), (75, 125, 205, 260)):
+        ImageDraw.Draw(eight).ellipse(box, outline=255, width=40)
+    for image in (handwriting.user_like(digit, rng), 255 - handwriting.user_like(digit, rng),
+                  np.asarray(Image.fromarray(digit).resize((280, 280))), np.asarray(bold),
+                  np.asarray(eight),
+                  handwriting.coloured(digit, rng), digit):
+        assert on_paper(image) is image or np.array_equal(on_paper(image), image)

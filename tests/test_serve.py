@@ -159,3 +159,95 @@ def test_slow_uploads_do_not_hold_up_others(server):
     finally:
         for sock in slow:
             sock.close()
+
+
+@pytest.mark.parametrize("body", [
+    b'{"pixels": [[1' + b"0" * 400 + b', 0]]}',  # too large for a float: OverflowError
+    b'{"pixels": ' + b"[" * 200000 + b"]" * 200000 + b"}",  # too deep: RecursionError
+])
+def test_json_that_breaks_the_parser_is_a_400_with_a_json_error(server, body):
+    status, kind, data = request(server, "POST", "/predict", body, "application/json")
+    assert status == 400 and kind == "application/json"
+    assert "malformed JSON" in json.loads(data)["error"]
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "BREW"])
+def test_other_methods_get_an_answer_in_the_pages_json(server, method):
+    conn = http.client.HTTPConnection(*server, timeout=30)
+    conn.request(method, "/")
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    assert response.status in (405, 501) and response.getheader("Allow") == "GET, POST"
+    assert response.getheader("Content-Type") == "application/json"
+    if method == "HEAD":
+        assert data == b""
+    else:
+        assert "is not served here" in json.loads(data)["error"] or response.status == 501
+
+
+def test_a_request_must_arrive_whole_within_its_deadline(server, monkeypatch):
+    from recognize_digits import serve
+
+    # a client that sends a byte every second would hold a thread forever without it
+    start = time.monotonic()
+    with socket.create_connection(server, timeout=30) as slow:
+        slow.sendall(b"POST /predict HTTP/1.1\r\nContent-Type: image/png\r\n")
+        answer = b""
+        for _ in range(3 * serve.REQUEST_SECONDS):
+            try:
+                slow.sendall(b"X-Slow: 1\r\n")
+                time.sleep(1)
+            except OSError:
+                break
+        try:
+            while chunk := slow.recv(4096):
+                answer += chunk
+        except OSError:
+            pass
+    assert time.monotonic() - start < serve.REQUEST_SECONDS + 5
+    assert answer.startswith(b"HTTP/1.0 408") and b"within 10 s" in answer
+
+
+def test_many_connections_at_once_are_all_answered(server):
+    from recognize_digits.serve import Server
+
+    assert Server.request_queue_size >= 64  # the standard library's 5 drops bursts
+    results = []
+
+    def ask():
+        results.append(request(server, "POST", "/predict", drawing(), "image/png")[0])
+
+    threads = [threading.Thread(target=ask) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [200] * 40
+
+
+def test_at_most_one_image_per_core_is_preprocessed_at_once(server, monkeypatch):
+    from recognize_digits import serve
+    from recognize_digits.speed import available_cores
+
+    real, running, most = serve.load_image, [0], [0]
+    lock = threading.Lock()
+
+    def slow(source):  # preprocessing a large photo takes a while and a lot of memory
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        return real(source)
+
+    monkeypatch.setattr(serve, "load_image", slow)
+    statuses = []
+    threads = [threading.Thread(target=lambda: statuses.append(
+        request(server, "POST", "/predict", drawing(), "image/png")[0])) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [200] * 8 and most[0] == min(available_cores(), 8)

@@ -273,3 +273,19 @@ def test_without_any_lock_call_training_still_saves(tmp_path, monkeypatch):
     make(tmp_path / ".model.new-1")
     with storage.exclusive(tmp_path / "model"):
         assert hidden(tmp_path) == [".model.lock"]  # leftovers cleared all the same
+
+
+def test_a_linked_save_folder_is_locked_and_replaced_where_it_points(sample, tmp_path):
+    from recognize_digits.errors import ConfigError
+    from recognize_digits.train import train
+
+    from conftest import quiet, subset
+
+    real, link = tmp_path / "real", tmp_path / "current"
+    real.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    train("softmax", epochs=1, data=subset(sample, 300), save_dir=link, seed=0, **quiet())
+    assert link.is_symlink() and (real / "model.pdiparams").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".real.lock", "current", "real"]
+    with storage.exclusive(real), pytest.raises(ConfigError, match="another training"):
+        train("softmax", epochs=1, data=subset(sample, 300), save_dir=link, **quiet())

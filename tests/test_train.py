@@ -1,6 +1,7 @@
 import importlib
 import json
 import os
+import re
 import signal
 from unittest import mock
 
@@ -312,6 +313,30 @@ def test_resume_is_exact_in_the_same_process(model, graph, sample, tmp_path):
     assert not (tmp_path / "cut" / "checkpoint").exists()
 
 
+@pytest.mark.parametrize("graph", ["static", "dynamic"])
+@pytest.mark.parametrize("validation", [None, 0])
+@pytest.mark.parametrize("augment", [False, True])
+def test_every_way_to_train_saves_a_model_and_resumes_exactly(graph, validation, augment, sample,
+                                                              tmp_path):
+    data = subset(sample, 300, 100)  # 5 batches a pass, 25 held out (or none)
+    options = dict(epochs=2, data=data, seed=3, validation=validation, augment=augment,
+                   graph=graph, log=lambda *a: None)
+    whole = ctrl_c_at(lambda event: False)
+    expected = train("softmax", save_dir=tmp_path / "whole", event_handler=whole, **options)
+    first = ctrl_c_at(lambda e: isinstance(e, StepEvent) and (e.pass_id, e.batch_id) == (0, 1))
+    with pytest.raises(TrainingInterrupted, match="stopped at pass 0, batch 2"):
+        train("softmax", save_dir=tmp_path / "cut", event_handler=first, **options)
+    rest = ctrl_c_at(lambda event: False)
+    resumed = train(data=data, save_dir=tmp_path / "cut", resume=True, event_handler=rest,
+                    log=lambda *a: None)
+    assert first.costs + rest.costs == whole.costs
+    assert without_seconds(resumed) == without_seconds(expected)
+    if validation == 0:
+        assert resumed["best_pass"] == 1 and resumed["chosen_by"] == "last pass"
+    cost, _ = evaluate(InferenceModel(tmp_path / "cut"), data.test_images, data.test_labels)
+    assert cost == pytest.approx(expected["passes"][expected["best_pass"]]["test_cost"], rel=1e-4)
+
+
 @pytest.mark.parametrize("during", ["test", "save"])
 def test_ctrl_c_during_the_test_pass_or_a_save_stops_after_it(during, sample, tmp_path,
                                                              monkeypatch):
@@ -416,3 +441,28 @@ def test_lenet_one_pass_on_full_mnist(tmp_path):
     metrics = train("cnn", epochs=1, data=load_mnist(full_mnist_dir()), save_dir=tmp_path,
                     seed=0, **quiet())
     assert metrics["passes"][0]["test_acc"] >= 0.975
+
+
+def test_resume_refuses_settings_or_data_other_than_the_checkpoints(sample, tmp_path):
+    from conftest import write_mnist
+
+    data = subset(sample, 640)
+    stop = ctrl_c_at(lambda e: isinstance(e, StepEvent) and (e.pass_id, e.batch_id) == (0, 2))
+    with pytest.raises(TrainingInterrupted):
+        train("softmax", epochs=2, data=data, save_dir=tmp_path, seed=1, event_handler=stop,
+              log=lambda *a: None)
+    for options, named in ((dict(model="mlp"), "--model mlp (it has softmax)"),
+                           (dict(epochs=3, learning_rate=0.01),
+                            "--epochs 3 (it has 2); --learning-rate 0.01 (it has 0.001)"),
+                           (dict(graph="dynamic"), "--graph dynamic (it has static)"),
+                           (dict(seed=2), "--seed 2 (it has 1)")):
+        with pytest.raises(ConfigError, match=re.escape(named)):
+            train(data=data, save_dir=tmp_path, resume=True, **options, **quiet())
+    other = load_mnist(write_mnist(tmp_path / "other", n_train=640, n_test=200))
+    with pytest.raises(ConfigError, match="ran on sample .*, not on .*other; give the data "
+                                          "options it started with"):
+        train(data=other, save_dir=tmp_path, resume=True, **quiet())
+    # what equals the checkpoint's may be given; the training goes on
+    metrics = train("softmax", epochs=2, seed=1, data=data, save_dir=tmp_path, resume=True,
+                    **quiet())
+    assert len(metrics["passes"]) == 2
