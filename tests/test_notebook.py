@@ -51,3 +51,10 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     images = [out for out in outputs if "image/png" in out.get("data", {})]
     assert len(images) >= 6  # digits, activations, live curves, accuracy, image, probabilities
     assert (workdir / "recognize_digits.inference.model" / "model.json").is_file()
+
+
+@pytest.mark.parametrize("path", [NOTEBOOK, CHINESE], ids=["en", "cn"])
+def test_the_first_cell_says_how_to_install_beside_a_paddle_already_there(path):
+    first = nbformat.read(path, as_version=4).cells[0].source
+    assert 'pip install -e ".[cpu,notebook]"' in first and "!pip install -e .." in first
+    assert "AI Studio" in first and "paddlepaddle-gpu" in first
