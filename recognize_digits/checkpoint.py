@@ -1,5 +1,5 @@
 """The checkpoint that Ctrl-C leaves in ``SAVE_DIR/checkpoint`` and ``--resume`` reads,
-and the Ctrl-C that waits for it (:class:`StopOnCtrlC`).
+and the Ctrl-C (or SIGTERM) that waits for it to be written (:class:`StopOnCtrlC`).
 
 A checkpoint holds the engine's parameters and optimizer state (``train.*``, as the
 engine writes them) and ``state.json``: where the training stopped (``pass_id``,
@@ -96,9 +96,10 @@ def _check_state(state):
     whole = (int, np.integer)
     if metrics["graph"] not in ("static", "dynamic") or not isinstance(metrics["augment"], bool):
         raise ValueError(f"graph {metrics['graph']!r}, augment {metrics['augment']!r}")
-    for name, value, top in (("seed", metrics["seed"], 2**31), ("validation",
-                             metrics["validation"], None), ("pass_id", state["pass_id"],
-                             metrics["epochs"]), ("batch_id", state["batch_id"], None)):
+    for name, value, top in (("seed", metrics["seed"], 2**31),
+                             ("validation", metrics["validation"], None),
+                             ("pass_id", state["pass_id"], metrics["epochs"]),
+                             ("batch_id", state["batch_id"], None)):
         if isinstance(value, bool) or not isinstance(value, whole) or value < 0 or (
                 top is not None and value >= top):
             raise ValueError(f"{name} {value!r}")

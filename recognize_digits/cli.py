@@ -232,6 +232,8 @@ def _compare(args):
     check_positive(epochs=args.epochs, batch_size=args.batch_size)
     check_positive(whole=False, learning_rate=args.lr)
     out, runs = Path(args.out), {}
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file, not a folder; choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

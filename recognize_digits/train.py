@@ -88,11 +88,11 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     it is used where it works). Ctrl-C stops training after the current batch (or test
     pass, or save) with a checkpoint in ``save_dir/checkpoint``; ``resume=True``
     continues from it, with the settings it was started with (any other given is
-    refused), exactly as if it had not stopped. ``graph="dynamic"`` trains the same network as a ``paddle.nn.Layer`` run
-    eagerly (see :mod:`.dynamic`), everything else alike. Returns the metrics also
-    written to ``save_dir/metrics.json``.
+    refused), exactly as if it had not stopped. ``graph="dynamic"`` trains the same
+    network as a ``paddle.nn.Layer`` run eagerly (see :mod:`.dynamic`), everything else
+    alike. Returns the metrics also written to ``save_dir/metrics.json``.
     """
-    save_dir = os.path.realpath(save_dir)  # through links: the real folder is locked and replaced
+    save_dir = os.path.realpath(save_dir)  # through links: the real folder is locked, replaced
     run = prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads,
                   data or (data_dir, sample), save_dir, resume, augment, graph)
     handler = event_handler or (lambda event: log_every_100(event, log))

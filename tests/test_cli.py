@@ -163,7 +163,7 @@ BAD_OPTIONS = [  # every sub-command, every kind of mistake: (arguments, what th
     (["train", "--data-dir", "{tmp}"], "does not hold the four MNIST files"),
     (["train", "--sample", "--resume"], "no checkpoint to resume from"),
     (["compare", "--epochs", "-1", "--sample"], "epochs must be > 0"),
-    (["compare", "--sample", "--out", "{file}"], "cannot write the model there"),
+    (["compare", "--sample", "--out", "{file}"], "is a file, not a folder; choose another --out"),
     (["evaluate", "--model-dir", "{tmp}/none"], "no such folder"),
     (["evaluate", "--model-dir", "{tmp}"], "no saved model"),
     (["evaluate", "--sample", "--report", "{file}"], "is a file, not a folder"),
