@@ -85,7 +85,7 @@ def open_image(path):
         raise ImageError(f"{name}: too large to decode safely (at most {MAX_PIXELS:,} "
                          f"pixels); scale it down first") from None
     except (OSError, SyntaxError, ValueError) as e:
-        detail = str(e).replace(repr(path), "it")  # Pillow names an open file by its repr
+        detail = str(e).replace(f" {path!r}", "")  # Pillow names an open file by its repr
         raise ImageError(f"{name}: cannot read it as an image ({detail}); is it a complete "
                          f"PNG, JPEG or other picture?") from None
 

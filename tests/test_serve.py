@@ -67,7 +67,8 @@ def test_json_pixels(server):
 
 
 @pytest.mark.parametrize("method, path, body, content_type, status, message", [
-    ("POST", "/predict", b"not a picture", "image/png", 400, "cannot read it as an image"),
+    ("POST", "/predict", b"not a picture", "image/png", 400,
+     "the uploaded image: cannot read it as an image (cannot identify image file)"),
     ("POST", "/predict", b"{}", "text/plain", 415, "send an image"),
     ("POST", "/predict", b"{pixels: [", "application/json", 400, "malformed JSON"),
     ("POST", "/predict", b'{"pixels": [1, 2]}', "application/json", 400, "rows of numbers"),
@@ -81,6 +82,7 @@ def test_bad_requests_get_a_4xx_with_a_message(server, method, path, body, conte
     got, kind, data = request(server, method, path, body, content_type)
     assert got == status and kind == "application/json"
     assert message in json.loads(data)["error"]
+    assert "object at 0x" not in json.loads(data)["error"]  # no <_io.BytesIO object at ...>
 
 
 def test_too_large_is_refused_before_reading(server):
