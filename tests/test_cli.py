@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -369,7 +368,7 @@ def test_sigterm_stops_training_like_ctrl_c(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stdout.readline().startswith("Training mlp")
-        time.sleep(3)  # into the training
+        assert proc.stdout.readline().startswith("Pass 0: train cost")  # inside the loop
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:
