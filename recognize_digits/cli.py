@@ -108,6 +108,32 @@ def build_parser():
     _speed_options(p)
     p.set_defaults(func=_compare)
 
+    from .finetune import EPOCHS, LEARNING_RATE
+
+    p = commands.add_parser("finetune", help="train a saved model further on your own "
+                            "labelled digits, so that it reads your handwriting")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"the model to start from "
+                   f"(default: {DEFAULT_SAVE_DIR}); it is left as it is")
+    p.add_argument("--images", required=True, metavar="DIR", help="your labelled digits: in "
+                   "sub-folders 0 to 9, or each file name starting with its digit")
+    p.add_argument("--save-dir", required=True, help="folder for the fine-tuned model (not "
+                   "--model-dir, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow --save-dir to be --model-dir, replacing the model")
+    p.add_argument("--epochs", type=int, default=EPOCHS,
+                   help=f"passes over your digits and as many MNIST ones (default: {EPOCHS})")
+    p.add_argument("--lr", type=float, default=LEARNING_RATE,
+                   help=f"Adam's learning rate (default: {LEARNING_RATE})")
+    p.add_argument("--seed", type=int, default=0, help="which digits are held out, and the "
+                   "training's randomness (default: 0)")
+    p.add_argument("--graph", choices=["static", "dynamic"],
+                   help="train on the static or the dynamic graph (default: the model's own)")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                   help="auto takes the GPU when Paddle has one (default: auto)")
+    _data_options(p)
+    _speed_options(p)
+    p.set_defaults(func=_finetune)
+
     p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model, on "
                             "MNIST or on your own digits")
     p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
@@ -219,6 +245,29 @@ def _train(args):
           resume=args.resume)
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
                + (f" and the cost curves in {args.plot}" if curves else ""))
+
+
+def _finetune(args):
+    from tqdm import tqdm
+
+    from .finetune import finetune
+
+    check_positive(epochs=args.epochs)
+    check_positive(whole=False, learning_rate=args.lr)
+    data = data_module.load_mnist(args.data_dir, args.sample)
+    tqdm.write(f"Fine-tuning {args.model_dir} on your digits in {args.images}, mixed with "
+               f"{data.source}")
+    metrics = finetune(args.model_dir, args.images, args.save_dir, args.epochs, args.lr,
+                       seed=args.seed, data=data, graph=args.graph, device=args.device,
+                       overwrite=args.overwrite, event_handler=_progress(), log=tqdm.write,
+                       onednn=args.onednn, threads=args.threads)
+    tuned = metrics["finetune"]
+    before, after = tuned["before"], tuned["after"]
+    print(f"Your {tuned['held_out']} held-out digits: {100 * before['held_out_accuracy']:.1f}% "
+          f"before, {100 * after['held_out_accuracy']:.1f}% after; MNIST test: "
+          f"{100 * before['mnist_test_accuracy']:.2f}% before, "
+          f"{100 * after['mnist_test_accuracy']:.2f}% after")
+    print(f"Saved the fine-tuned model in {args.save_dir}")
 
 
 def _compare(args):

@@ -269,6 +269,12 @@ def normalize(images):
     return _LEVELS[np.asarray(images, np.uint8)].reshape(-1, 1, 28, 28)
 
 
+def pixels(inputs):
+    """What :func:`normalize` made, back as uint8 ``[N, 28, 28]`` pixels (the nearest level)."""
+    inputs = np.asarray(inputs, np.float32).reshape(-1, 28, 28)
+    return np.clip(np.rint((inputs + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
 def batches(images, labels, batch_size, shuffle=False, rng=None):
     """Yield ``(float32 [B, 1, 28, 28], int64 [B, 1])`` batches; the last may be smaller.
 

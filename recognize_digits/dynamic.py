@@ -16,7 +16,7 @@ import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from .engine import MODEL_PREFIX, Engine, check_checkpoint, mean_over_batches
+from .engine import MODEL_PREFIX, Engine, check_checkpoint, mean_over_batches, parameters_for
 from .models import LAYERS, loss_and_accuracy
 from .static_graph import StaticEngine
 
@@ -76,6 +76,12 @@ class DynamicEngine(Engine):
         paddle.jit.save(self.net, str(prefix),
                         input_spec=[InputSpec([-1, 1, 28, 28], "float32", "img")])
         self.net.train()
+
+    def load_parameters(self, values):
+        state = self.net.state_dict().values()
+        chosen = parameters_for({p.name: p.shape for p in state}, values)
+        for p in state:
+            p.set_value(chosen[p.name])
 
     def save_checkpoint(self, prefix):
         paddle.save(self.net.state_dict(), f"{prefix}.pdparams")

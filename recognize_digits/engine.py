@@ -65,6 +65,23 @@ def check_checkpoint(prefix, parameters, names=None):
             raise ValueError(f"the optimizer's {key} does not fit this network")
 
 
+def parameters_for(names_and_shapes, values):
+    """``values`` (name: array) for each parameter of ``names_and_shapes`` (name: shape),
+    reshaped to it (a saved model holds convolution biases as ``[1, C, 1, 1]``); a
+    ValueError if the names or sizes are another network's."""
+    missing = sorted(set(names_and_shapes) - set(values))
+    if missing or len(values) != len(names_and_shapes):
+        raise ValueError(f"the saved parameters are another network's (missing "
+                         f"{missing[:3]}, {len(values)} saved for {len(names_and_shapes)})")
+    chosen = {}
+    for name, shape in names_and_shapes.items():
+        value = np.asarray(values[name], np.float32)
+        if value.size != int(np.prod(shape)):
+            raise ValueError(f"parameter {name} has {value.size} values, not {np.prod(shape)}")
+        chosen[name] = value.reshape(shape)
+    return chosen
+
+
 class Engine(abc.ABC):
     """One way of training. Made inside its :meth:`mode` as
     ``Engine(model, learning_rate, seed, place, onednn, threads, log)``, with its
@@ -95,6 +112,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def save_inference_model(self, prefix):
         """Write ``PREFIX.json`` and ``PREFIX.pdiparams``, which :mod:`.infer` serves."""
+
+    @abc.abstractmethod
+    def load_parameters(self, values):
+        """Take every parameter's value (batch-norm statistics too) from ``values``, by
+        name, as a saved model holds them: to go on from it (see :mod:`.finetune`)."""
 
     @abc.abstractmethod
     def save_checkpoint(self, prefix):

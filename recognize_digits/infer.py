@@ -256,11 +256,9 @@ def check_inputs(images):
     return np.ascontiguousarray(array, np.float32).reshape(-1, 1, 28, 28)
 
 
-def read_saved_model(prefix):
-    """The declared input shape of a saved model, after checking its parameters: each of
-    the shape its program declares, finite and of a plausible size (a damaged file gives
-    NaN, infinite or enormous values). None if the model cannot be read at all (the
-    predictor then says why); a :class:`ModelError` naming the first bad parameter."""
+def _load(prefix):
+    """A saved model's program and a scope holding its parameters; the graph mode is
+    left as it was found (a dynamic-mode session stays dynamic)."""
     dynamic = paddle.in_dynamic_mode()
     paddle.enable_static()
     scope = paddle.static.Scope()
@@ -268,13 +266,30 @@ def read_saved_model(prefix):
         with paddle.static.scope_guard(scope):
             program, _, _ = paddle.static.load_inference_model(
                 str(prefix), paddle.static.Executor(paddle.CPUPlace()))
+    finally:
+        if dynamic:
+            paddle.disable_static()
+    return program, {p.name: np.array(scope.find_var(p.name).get_tensor())
+                     for p in program.global_block().all_parameters()}
+
+
+def saved_parameters(model_dir):
+    """Every parameter of the model saved in ``model_dir`` (batch-norm statistics too),
+    name: value, as a training can start from them (``train(init=...)``)."""
+    return _load(Path(model_dir) / MODEL_PREFIX)[1]
+
+
+def read_saved_model(prefix):
+    """The declared input shape of a saved model, after checking its parameters: each of
+    the shape its program declares, finite and of a plausible size (a damaged file gives
+    NaN, infinite or enormous values). None if the model cannot be read at all (the
+    predictor then says why); a :class:`ModelError` naming the first bad parameter."""
+    try:
+        program, values = _load(prefix)
     except (RuntimeError, ValueError, OSError):
         return None
-    finally:
-        if dynamic:  # leave a dynamic-mode session as it was
-            paddle.disable_static()
     for param in program.global_block().all_parameters():
-        value = np.array(scope.find_var(param.name).get_tensor())
+        value = values[param.name]
         problem = (f"has shape {list(value.shape)}, not {list(param.shape)}"
                    if list(value.shape) != list(param.shape) else
                    "holds NaN or infinite values" if not np.isfinite(value).all() else

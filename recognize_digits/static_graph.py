@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 
 from . import speed
-from .engine import Engine, check_checkpoint, mean_over_batches
+from .engine import Engine, check_checkpoint, mean_over_batches, parameters_for
 from .models import MODELS, check_model, count_parameters, loss_and_accuracy
 
 
@@ -93,7 +93,7 @@ class StaticEngine(Engine):
     def __init__(self, model, learning_rate, seed, place, onednn=None, threads=None, log=print):
         paddle.enable_static()
         paddle.seed(seed)
-        self.exe = paddle.static.Executor(place)
+        self.place, self.exe = place, paddle.static.Executor(place)
         self.programs = Programs(model, learning_rate, seed)
         has_conv = any(op.name() == "pd_op.conv2d" for op in self.programs.main.global_block().ops)
         self.onednn = has_conv and isinstance(place, paddle.CPUPlace) and onednn is not False
@@ -130,6 +130,12 @@ class StaticEngine(Engine):
 
     def save_inference_model(self, prefix):
         save_static_model(prefix, self.exe, self.programs)
+
+    def load_parameters(self, values):
+        scope = paddle.static.global_scope()
+        params = self.programs.main.global_block().all_parameters()
+        for name, value in parameters_for({p.name: p.shape for p in params}, values).items():
+            scope.find_var(name).get_tensor().set(value, self.place)
 
     def save_checkpoint(self, prefix):
         paddle.static.save(self.programs.main, str(prefix))

@@ -73,7 +73,7 @@ def log_every_100(event, log=print):
 def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="auto",
           data_dir=None, sample=False, data=None, save_dir=DEFAULT_SAVE_DIR, seed=None,
           validation=None, event_handler=None, log=print, onednn=None, threads=None,
-          resume=False, augment=False, graph="static"):
+          resume=False, augment=False, graph="static", init=None):
     """Train ``model`` and keep the inference model of its best pass in ``save_dir``.
 
     ``data`` (an :class:`~recognize_digits.data.MNIST`) overrides ``data_dir``/``sample``.
@@ -90,14 +90,16 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     continues from it, with the settings it was started with (any other given is
     refused), exactly as if it had not stopped. ``graph="dynamic"`` trains the same
     network as a ``paddle.nn.Layer`` run eagerly (see :mod:`.dynamic`), everything else
-    alike. Returns the metrics also written to ``save_dir/metrics.json``.
+    alike. ``init`` (name: value, a saved model's parameters) starts from those instead
+    of random ones (see :mod:`.finetune`). Returns the metrics also written to
+    ``save_dir/metrics.json``.
     """
     save_dir = os.path.realpath(save_dir)  # through links: the real folder is locked, replaced
     run = prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads,
                   data or (data_dir, sample), save_dir, resume, augment, graph)
     handler = event_handler or (lambda event: log_every_100(event, log))
     with exclusive(save_dir), run.Engine.mode(), StopOnCtrlC() as ctrl_c:
-        start(run, onednn, threads, log)
+        start(run, onednn, threads, log, init)
         for pass_id in range(run.pass_id, run.epochs):
             train_cost, train_acc = run_pass(run, pass_id, handler, ctrl_c)
             val_cost, val_acc = run.engine.test(*run.validation)
@@ -163,12 +165,15 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
     return run
 
 
-def start(run, onednn, threads, log):
+def start(run, onednn, threads, log, init=None):
     """Make the engine (programs or Layer, on the fast path where it works, parameters
-    initialised), and on resume load its parameters and Adam's moments from the checkpoint."""
+    initialised, or taken from ``init``), and on resume load its parameters and Adam's
+    moments from the checkpoint."""
     run.engine = run.Engine(run.model, run.learning_rate, run.seed, run.place, onednn, threads,
                             log)
     run.engine.describe(run.metrics)
+    if init is not None:
+        run.engine.load_parameters(init)
     if run.state:
         run.checkpoint.load_into(run.engine)
         run.rng.bit_generator.state = run.state["rng"]

@@ -1,0 +1,129 @@
+"""Fine-tuning: a saved model trained further on its user's own digits.
+
+A model trained on MNIST's writers and scanners misreads people it has never seen. What
+a recognition product does then is learn from the user's own examples: start from the
+saved parameters and train a few passes more on the user's digits, preprocessed exactly
+as prediction preprocesses them. Trained on those alone, a network soon forgets what
+MNIST taught it, so every pass mixes them with as many MNIST training digits. A part of
+the user's digits (of every digit alike) is held out: it chooses the best pass, and
+says how well the model now reads that writer.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .data import MNIST, load_mnist, pixels
+from .errors import ConfigError, ModelError
+from .infer import InferenceModel, evaluate, load_labelled_images, saved_parameters
+from .models import MODELS
+from .storage import write_json
+from .train import train
+
+# Chosen on the tune halves of the non-MNIST sources (benchmarks/finetune.py --half tune)
+EPOCHS = 8
+LEARNING_RATE = 0.0003
+REPEAT = 8  # each of the user's digits is seen this often a pass, beside as many MNIST digits
+HELD_OUT = 0.25  # of each digit's images, to choose the best pass and to report
+MIN_DIGITS = 10
+
+
+def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_RATE,
+             repeat=REPEAT, held_out=HELD_OUT, seed=0, data=None, data_dir=None,
+             sample=False, graph=None, device="auto", overwrite=False, event_handler=None,
+             log=print, onednn=None, threads=None):
+    """Train the model saved in ``model_dir`` further on the labelled digits in the folder
+    ``images`` (sub-folders 0-9, or the digit first in each file name, as for
+    ``evaluate --images``), and save the result in ``save_dir`` like any trained model.
+
+    Each pass sees every training digit of the user's ``repeat`` times and as many MNIST
+    training digits (``data``, or found by ``data_dir``/``sample``). ``held_out`` of each
+    digit's images are kept out to choose the best pass. ``save_dir`` may be
+    ``model_dir`` only with ``overwrite=True``. Returns the metrics written to
+    ``save_dir/metrics.json``, whose ``finetune`` part records the base model, the
+    folder, the counts and the accuracy before and after, on the held-out digits and on
+    the MNIST test set.
+    """
+    model_dir, save_dir = Path(model_dir), Path(save_dir)
+    base = _base_metrics(model_dir)
+    _check_save_dir(model_dir, save_dir, overwrite)
+    before = InferenceModel(model_dir, device=device, threads=threads, onednn=onednn)
+    paths, labels, inputs, skipped = load_labelled_images(images)
+    for path, reason in skipped:
+        log(f"skipped {path}: {reason}")
+    if len(set(labels.tolist())) < 2:
+        raise ConfigError(f"{images}: every image is a {labels[0]}; give images of other "
+                          f"digits too, or the model learns to answer {labels[0]} to all")
+    if len(labels) < MIN_DIGITS:
+        raise ConfigError(f"{images}: {len(labels)} digits are too few to learn from; give at "
+                          f"least {MIN_DIGITS}, better a few of each digit")
+    train_at, held_at = split(labels, held_out, seed)
+    mnist = data or load_mnist(data_dir, sample)
+    rng = np.random.default_rng(seed)
+    mixed = rng.choice(len(mnist.train_images), repeat * len(train_at),
+                       replace=repeat * len(train_at) > len(mnist.train_images))
+    digits = pixels(inputs)
+    pool = MNIST(  # the held-out digits first: train() holds out the first images
+        np.concatenate([digits[held_at], np.tile(digits[train_at], (repeat, 1, 1)),
+                        mnist.train_images[mixed]]),
+        np.concatenate([labels[held_at], np.tile(labels[train_at], repeat),
+                        mnist.train_labels[mixed]]),
+        mnist.test_images, mnist.test_labels,
+        f"{mnist.source}, mixed with {len(train_at)} of your digits from {images}")
+    was = {"held_out_accuracy": _accuracy(before, inputs[held_at], labels[held_at]),
+           "mnist_test_accuracy": evaluate(before, mnist.test_images, mnist.test_labels)[1]}
+    metrics = train(base["model"], epochs, 64, learning_rate, device, data=pool,
+                    save_dir=save_dir, seed=seed, validation=len(held_at),
+                    event_handler=event_handler, log=log, onednn=onednn, threads=threads,
+                    graph=graph or base.get("graph", "static"),
+                    init=saved_parameters(model_dir))
+    best = metrics["passes"][metrics["best_pass"]]
+    metrics["finetune"] = {
+        "base_model": str(model_dir), "images": str(images), "digits": len(labels),
+        "trained_on": len(train_at), "held_out": len(held_at), "skipped": len(skipped),
+        "mnist_digits_mixed_in": len(mixed), "before": was,
+        "after": {"held_out_accuracy": best["val_acc"], "mnist_test_accuracy": best["test_acc"]}}
+    write_json(save_dir / "metrics.json", metrics)
+    return metrics
+
+
+def split(labels, held_out, seed):
+    """Indices of the digits to train on and of those held out: ``held_out`` of each
+    digit's images (at least one where a digit has two or more), chosen by ``seed``."""
+    rng = np.random.default_rng(seed)
+    train_at, held_at = [], []
+    for digit in np.unique(labels):
+        where = rng.permutation(np.flatnonzero(labels == digit))
+        count = max(1, round(held_out * len(where))) if len(where) > 1 else 0
+        held_at += where[:count].tolist()
+        train_at += where[count:].tolist()
+    return np.sort(train_at), np.sort(held_at)
+
+
+def _accuracy(model, inputs, labels):
+    return float((model.predict(inputs)[0] == labels).mean())
+
+
+def _base_metrics(model_dir):
+    """The saved model's metrics.json, which says which network it is."""
+    try:
+        base = json.loads((model_dir / "metrics.json").read_text())
+        if base["model"] in MODELS:
+            return base
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    raise ModelError(f"{model_dir}: not a model saved by 'recognize-digits train' (its "
+                     f"metrics.json does not say which network it is); fine-tune one of those")
+
+
+def _check_save_dir(model_dir, save_dir, overwrite):
+    """Never write over the model fine-tuned, or inside it, unless asked to replace it."""
+    model, target = (Path(os.path.realpath(p)) for p in (model_dir, save_dir))
+    if target == model and not overwrite:
+        raise ConfigError(f"{save_dir}: is the model to fine-tune; choose another --save-dir, "
+                          f"or give --overwrite to replace it")
+    if model in target.parents:
+        raise ConfigError(f"{save_dir}: is inside the model to fine-tune, which the new "
+                          f"model would replace; choose a folder outside {model_dir}")
