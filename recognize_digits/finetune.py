@@ -24,8 +24,10 @@ from .train import train
 
 # Chosen on the tune halves of the non-MNIST sources (benchmarks/finetune.py --half tune)
 EPOCHS = 8
-LEARNING_RATE = 0.0003
+LEARNING_RATE = 0.0001
 REPEAT = 8  # each of the user's digits is seen this often a pass, beside as many MNIST digits
+MIX = 1.0  # MNIST training digits a pass, for each view of one of the user's
+AUGMENT = False  # moved and re-stroked copies of the user's digits (see augment)
 HELD_OUT = 0.25  # of each digit's images, to choose the best pass and to report
 MIN_DIGITS = 10
 
@@ -33,7 +35,7 @@ MIN_DIGITS = 10
 def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_RATE,
              repeat=REPEAT, held_out=HELD_OUT, seed=0, data=None, data_dir=None,
              sample=False, graph=None, device="auto", overwrite=False, event_handler=None,
-             log=print, onednn=None, threads=None):
+             log=print, onednn=None, threads=None, mix=MIX, augment=AUGMENT):
     """Train the model saved in ``model_dir`` further on the labelled digits in the folder
     ``images`` (sub-folders 0-9, or the digit first in each file name, as for
     ``evaluate --images``), and save the result in ``save_dir`` like any trained model.
@@ -62,8 +64,8 @@ def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_
     train_at, held_at = split(labels, held_out, seed)
     mnist = data or load_mnist(data_dir, sample)
     rng = np.random.default_rng(seed)
-    mixed = rng.choice(len(mnist.train_images), repeat * len(train_at),
-                       replace=repeat * len(train_at) > len(mnist.train_images))
+    count = round(mix * repeat * len(train_at))
+    mixed = rng.choice(len(mnist.train_images), count, replace=count > len(mnist.train_images))
     digits = pixels(inputs)
     pool = MNIST(  # the held-out digits first: train() holds out the first images
         np.concatenate([digits[held_at], np.tile(digits[train_at], (repeat, 1, 1)),
@@ -77,7 +79,7 @@ def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_
     metrics = train(base["model"], epochs, 64, learning_rate, device, data=pool,
                     save_dir=save_dir, seed=seed, validation=len(held_at),
                     event_handler=event_handler, log=log, onednn=onednn, threads=threads,
-                    graph=graph or base.get("graph", "static"),
+                    graph=graph or base.get("graph", "static"), augment=augment,
                     init=saved_parameters(model_dir))
     best = metrics["passes"][metrics["best_pass"]]
     metrics["finetune"] = {
