@@ -165,6 +165,9 @@ def build_parser():
                    help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=_port, default=8000,
                    help="port to listen on (default: 8000; 0 picks a free one)")
+    p.add_argument("--corrections", metavar="DIR", default="my_digits", help="folder that "
+                   "keeps the drawings you label on the page, for finetune --images "
+                   "(default: my_digits)")
     p.set_defaults(func=_serve)
 
     p = commands.add_parser(
@@ -386,7 +389,7 @@ def _serve(args):
     from .serve import make_server
 
     try:
-        server = make_server(args.model_dir, args.host, args.port)
+        server = make_server(args.model_dir, args.host, args.port, args.corrections)
     except OSError as e:
         # an address that is no name, or not this machine's, is the host's fault
         option = ("--host" if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL
@@ -398,6 +401,9 @@ def _serve(args):
         print(f"Note: this model was trained without --augment, so it reads drawn digits less "
               f"well; train one for them with 'recognize-digits train --augment --save-dir "
               f"{args.model_dir}'", flush=True)
+    print(f"Drawings you label on the page are kept in {args.corrections}; teach the model "
+          f"your handwriting with 'recognize-digits finetune --model-dir {args.model_dir} "
+          f"--images {args.corrections} --save-dir mine.model'", flush=True)
     print(f"Draw a digit at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()

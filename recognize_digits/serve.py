@@ -4,7 +4,9 @@
 model once and serves one page, with a canvas to draw on, and ``POST /predict``, which
 takes a PNG (or any image) or JSON ``{"pixels": [[0-255, ...], ...]}`` of grey values and
 answers ``{"digit", "probabilities", "input"}``, ``input`` being the 28x28 image the model
-saw. Bad requests get a 4xx status and ``{"error": "..."}``, whatever went wrong: a
+saw; and ``POST /correct?digit=D`` with the drawing, which keeps it as a ``D`` in the
+corrections folder, for ``recognize-digits finetune --images`` (at most
+:data:`MAX_CORRECTIONS` drawings). Bad requests get a 4xx status and ``{"error": "..."}``, whatever went wrong: a
 request must arrive whole within :data:`REQUEST_SECONDS`, and at most as many images are
 preprocessed at once as there are cores (the others wait their turn, up to
 :data:`BUSY_SECONDS`), so that memory stays bounded under any load.
@@ -15,6 +17,9 @@ import json
 import socket
 import threading
 import time
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -23,8 +28,10 @@ import numpy as np
 from PIL import Image
 
 from .errors import RecognizeDigitsError
+from .data import pixels
 from .infer import InferenceModel, load_image
 from .speed import available_cores
+from .storage import replace_file
 
 MAX_BODY = 2 * 1024 * 1024  # bytes: a drawing is a few KB, a photo well under this
 MAX_PIXELS_SIDE = 1000  # for JSON pixels
@@ -36,6 +43,7 @@ DRAIN_IDLE = 1  # seconds without data: the client is not sending a body
 REQUEST_SECONDS = 10  # to send the whole request, headers and body: slow clients are cut off
 BUSY_SECONDS = 10  # to wait for a turn at preprocessing before 503
 ALLOWED = "GET, POST"
+MAX_CORRECTIONS = 1000  # drawings kept in the corrections folder, at most MAX_BODY each
 
 
 class BadRequest(Exception):
@@ -47,13 +55,49 @@ class BadRequest(Exception):
 class Recogniser:
     """The model, loaded once, shared by all requests (one prediction at a time)."""
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, corrections=None):
         self.model = InferenceModel(model_dir)
         self.lock = threading.Lock()
+        self.corrections = None if corrections is None else Path(corrections)
         # preprocessing a large photo takes memory: only so many at once
         self.turns = threading.BoundedSemaphore(available_cores())
 
     def __call__(self, body, content_type):
+        x = self._read(body, content_type)
+        with self.lock:
+            digits, probs = self.model.predict(x)
+        seen = ((x[0, 0] + 1) * 127.5).round().astype(int).tolist()
+        return {"digit": int(digits[0]), "probabilities": probs[0].tolist(), "input": seen}
+
+    def correct(self, body, content_type, digit):
+        """Keep the drawing ``body`` as a ``digit`` in the corrections folder: the drawing in
+        ``DIGIT/`` (the folder format of ``evaluate --images``) and the 28x28 image the
+        model saw in ``seen/`` (named by time alone, so it is not read as a digit again)."""
+        if self.corrections is None:
+            raise BadRequest(HTTPStatus.NOT_FOUND, "this server keeps no corrections; start "
+                             "it with --corrections DIR")
+        if not (len(digit) == 1 and digit in "0123456789"):
+            raise BadRequest(HTTPStatus.BAD_REQUEST, f"digit must be one of 0 to 9, not {digit!r}")
+        if not content_type.startswith("image/"):
+            raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the drawing to keep as an "
+                             "image (image/png, ...)")
+        x = self._read(body, content_type)
+        with self.lock:  # one writer: the count and the names stay right
+            kept = sum(1 for _ in self.corrections.glob("[0-9]/*.png"))
+            if kept >= MAX_CORRECTIONS:
+                raise BadRequest(HTTPStatus.INSUFFICIENT_STORAGE, f"{self.corrections} holds "
+                                 f"{kept} drawings, the most it keeps; fine-tune on them, or "
+                                 f"start the server with another --corrections")
+            name = f"{datetime.now():%Y%m%d-%H%M%S}-{kept + 1:04d}.png"
+            for folder in (digit, "seen"):
+                (self.corrections / folder).mkdir(parents=True, exist_ok=True)
+            drawing, seen = Image.open(io.BytesIO(body)), Image.fromarray(pixels(x)[0])
+            replace_file(self.corrections / digit / name, lambda tmp: drawing.save(tmp, "PNG"))
+            replace_file(self.corrections / "seen" / name, lambda tmp: seen.save(tmp, "PNG"))
+        return {"saved": str(self.corrections / digit / name), "count": kept + 1}
+
+    def _read(self, body, content_type):
+        """The drawing as the model's input; BadRequest for what is no image of a digit."""
         if content_type.startswith("image/"):
             source = io.BytesIO(body)
             source.name = "the uploaded image"  # what error messages call it
@@ -72,10 +116,7 @@ class Recogniser:
             raise BadRequest(HTTPStatus.BAD_REQUEST, str(e)) from None
         finally:
             self.turns.release()
-        with self.lock:
-            digits, probs = self.model.predict(x)
-        seen = ((x[0, 0] + 1) * 127.5).round().astype(int).tolist()
-        return {"digit": int(digits[0]), "probabilities": probs[0].tolist(), "input": seen}
+        return x
 
 
 def _pixels_png(body):
@@ -137,7 +178,8 @@ def make_handler(recognise):
                 length = self._content_length()
             except BadRequest as e:
                 return self._refuse(e.status, str(e), DRAIN_BYTES)
-            if self.path != "/predict":
+            where = urlsplit(self.path)
+            if where.path not in ("/predict", "/correct"):
                 return self._refuse(HTTPStatus.NOT_FOUND,
                                     f"no endpoint {self.path}; POST /predict", length)
             if length > MAX_BODY:
@@ -151,7 +193,11 @@ def make_handler(recognise):
             self.deadline.cancel()
             content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
             try:
-                answer = recognise(body, content_type)
+                if where.path == "/predict":
+                    answer = recognise(body, content_type)
+                else:
+                    digit = parse_qs(where.query).get("digit", [""])[0]
+                    answer = recognise.correct(body, content_type, digit)
             except BadRequest as e:
                 return self._error(e.status, str(e))
             self._send(HTTPStatus.OK, json.dumps(answer).encode(), "application/json")
@@ -232,6 +278,7 @@ class Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def make_server(model_dir, host="127.0.0.1", port=8000):
-    """The server, bound and ready for ``serve_forever()``; port 0 picks a free one."""
-    return Server((host, port), make_handler(Recogniser(model_dir)))
+def make_server(model_dir, host="127.0.0.1", port=8000, corrections=None):
+    """The server, bound and ready for ``serve_forever()``; port 0 picks a free one. With
+    ``corrections`` (a folder), the page can keep drawings the user labels there."""
+    return Server((host, port), make_handler(Recogniser(model_dir, corrections)))

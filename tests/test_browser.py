@@ -20,8 +20,13 @@ STROKES = [
 
 
 @pytest.fixture(scope="module")
-def url(trained_cnn):
-    server = make_server(trained_cnn[0], port=0)
+def corrections(tmp_path_factory):
+    return tmp_path_factory.mktemp("served") / "corrections"
+
+
+@pytest.fixture(scope="module")
+def url(trained_cnn, corrections):
+    server = make_server(trained_cnn[0], port=0, corrections=corrections)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield "http://%s:%d/" % server.server_address[:2]
     server.shutdown()
@@ -31,8 +36,11 @@ def url(trained_cnn):
 TITLES = {"en-US": ("Draw a digit", "中文"), "zh-CN": ("手写一个数字", "English")}
 
 
+KEPT = {"en-US": "kept as a 5 (", "zh-CN": "已保存为 5（"}
+
+
 @pytest.mark.parametrize("locale", list(TITLES))
-def test_draw_a_3_in_chromium(url, locale, tmp_path):
+def test_draw_a_3_in_chromium(url, corrections, locale, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -63,6 +71,12 @@ def test_draw_a_3_in_chromium(url, locale, tmp_path):
         assert page.locator("#error").text_content() == ""
         bars = [page.locator(f"#p{d}").text_content() for d in range(10)]
         assert all(b.endswith("%") for b in bars)
+        # say it is another digit: the drawing is kept as one, for finetune --images
+        before = len(list(corrections.glob("5/*.png")))
+        page.click("#correct5")
+        page.wait_for_function("document.getElementById('kept').textContent !== ''")
+        assert page.locator("#kept").text_content().startswith(KEPT[locale])
+        assert len(list(corrections.glob("5/*.png"))) == before + 1
         page.screenshot(path=str(tmp_path / "draw.png"))  # as docs/draw.png was made
         assert page.locator("#clear").text_content() == ("清除" if locale == "zh-CN" else "Clear")
         assert (tmp_path / "draw.png").read_bytes()[:4] == b"\x89PNG"

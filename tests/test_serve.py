@@ -253,3 +253,60 @@ def test_at_most_one_image_per_core_is_preprocessed_at_once(server, monkeypatch)
     for t in threads:
         t.join(60)
     assert statuses == [200] * 8 and most[0] == min(available_cores(), 8)
+
+
+@pytest.fixture
+def correcting(trained_cnn, tmp_path):
+    """A server that keeps corrections in tmp_path / "corrections"; (address, folder)."""
+    server = make_server(trained_cnn[0], port=0, corrections=tmp_path / "corrections")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address, tmp_path / "corrections"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_labelled_drawing_is_kept_for_finetuning(correcting):
+    from recognize_digits.infer import load_labelled_images
+
+    address, folder = correcting
+    for digit in ("3", "8"):
+        status, _, body = request(address, "POST", f"/correct?digit={digit}", drawing(),
+                                  "image/png")
+        assert status == 200, body
+    answer = json.loads(body)
+    assert answer["count"] == 2 and answer["saved"].startswith(str(folder / "8"))
+    assert len(list((folder / "seen").glob("*.png"))) == 2  # the 28x28 inputs beside them
+    assert Image.open(next((folder / "seen").glob("*.png"))).size == (28, 28)
+    paths, labels, _, skipped = load_labelled_images(folder)  # what finetune --images reads
+    assert sorted(labels.tolist()) == [3, 8] and not skipped
+    assert all(p.parent.name in "38" for p in paths)
+
+
+@pytest.mark.parametrize("path, body, kind, status, message", [
+    ("/correct?digit=12", None, "image/png", 400, "digit must be one of 0 to 9"),
+    ("/correct?digit=../../x", None, "image/png", 400, "digit must be one of 0 to 9"),
+    ("/correct", None, "image/png", 400, "digit must be one of 0 to 9"),
+    ("/correct?digit=3", b"not a picture", "image/png", 400, "cannot read it as an image"),
+    ("/correct?digit=3", b'{"pixels": [[0]]}', "application/json", 415, "as an image"),
+])
+def test_bad_corrections_are_refused_and_nothing_is_kept(correcting, path, body, kind, status,
+                                                         message):
+    address, folder = correcting
+    got, _, data = request(address, "POST", path, drawing() if body is None else body, kind)
+    assert got == status and message in json.loads(data)["error"]
+    assert not folder.exists() or not list(folder.rglob("*.png"))
+
+
+def test_corrections_stop_at_their_limit(correcting, monkeypatch):
+    from recognize_digits import serve
+
+    monkeypatch.setattr(serve, "MAX_CORRECTIONS", 2)
+    address, folder = correcting
+    assert [request(address, "POST", "/correct?digit=1", drawing(), "image/png")[0]
+            for _ in range(3)] == [200, 200, 507]
+    assert len(list(folder.glob("[0-9]/*.png"))) == 2
+
+
+def test_without_a_folder_nothing_is_kept(server):
+    status, _, data = request(server, "POST", "/correct?digit=3", drawing(), "image/png")
+    assert status == 404 and "--corrections" in json.loads(data)["error"]
