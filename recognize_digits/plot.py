@@ -256,3 +256,29 @@ def report_tables(confusion):
             "", "true \\ predicted " + " ".join(f"{d:>5}" for d in range(10))]
     rows += [f"{t:>17} " + " ".join(f"{n:>5}" for n in row) for t, row in enumerate(confusion)]
     return "\n".join(rows)
+
+
+def plot_learning_curve(results):
+    """Accuracy on a source's unseen digits against the number of its digits fine-tuned
+    on, a line per source (the mean over seeds, the range shaded), and MNIST's test
+    accuracy after: ``results`` as ``benchmarks/finetune.py --json`` writes them."""
+    fig = Figure(figsize=(9, 3.4))
+    ours, kept = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for source, r in results["results"].items():
+        sizes = [0] + [int(size) for size in r["sizes"]]
+        runs = [[{"accuracy": r["before"], "mnist": results["mnist_before"]}]] + list(
+            r["sizes"].values())
+        for ax, key in ((ours, "accuracy"), (kept, "mnist")):
+            values = [[100 * run[key] for run in at] for at in runs]
+            [line] = ax.plot(sizes, [np.mean(v) for v in values], "o-", label=source)
+            ax.fill_between(sizes, [min(v) for v in values], [max(v) for v in values],
+                            color=line.get_color(), alpha=0.15)
+    for ax, title in ((ours, "the source's unseen digits"), (kept, "MNIST's test set")):
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xticks([0, 10, 30, 100, 300], ["0", "10", "30", "100", "300"])
+        ax.set_xlabel("your digits fine-tuned on")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(title, fontsize=10)
+    ours.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -44,3 +44,21 @@ def test_figures_and_table():
     assert list(chosen.get_xdata()) == [1] and list(chosen.get_ydata()) == [91]
     table = comparison_table({"cnn": metrics})
     assert "| cnn | 1 of 2 | 91.00% | 0.2500 | 33,620 | 1.5 |" in table
+
+
+def test_the_learning_curve_is_drawn_from_the_benchmarks_results():
+    import json
+
+    from recognize_digits.plot import plot_learning_curve
+
+    from conftest import ROOT
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "finetune.json").read_text())
+    fig = plot_learning_curve(results)
+    ours, kept = fig.axes
+    assert [line.get_label() for line in ours.lines] == ["uci", "fonts", "pen"]
+    uci = ours.lines[0].get_ydata()
+    runs = results["results"]["uci"]["sizes"]
+    assert uci[0] == pytest.approx(100 * results["results"]["uci"]["before"])
+    assert uci[3] == pytest.approx(100 * np.mean([r["accuracy"] for r in runs["100"]]))
+    assert kept.lines[0].get_ydata()[0] == pytest.approx(100 * results["mnist_before"])
