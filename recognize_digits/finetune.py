@@ -40,9 +40,10 @@ def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_
     ``images`` (sub-folders 0-9, or the digit first in each file name, as for
     ``evaluate --images``), and save the result in ``save_dir`` like any trained model.
 
-    Each pass sees every training digit of the user's ``repeat`` times and as many MNIST
-    training digits (``data``, or found by ``data_dir``/``sample``). ``held_out`` of each
-    digit's images are kept out to choose the best pass. ``save_dir`` may be
+    Each pass sees every training digit of the user's ``repeat`` times and ``mix`` times
+    as many MNIST training digits (``data``, or found by ``data_dir``/``sample``);
+    ``augment=True`` moves and re-strokes them too (see :mod:`.augment`). ``held_out`` of
+    each digit's images are kept out to choose the best pass. ``save_dir`` may be
     ``model_dir`` only with ``overwrite=True``. Returns the metrics written to
     ``save_dir/metrics.json``, whose ``finetune`` part records the base model, the
     folder, the counts and the accuracy before and after, on the held-out digits and on
@@ -52,7 +53,7 @@ def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_
     base = _base_metrics(model_dir)
     _check_save_dir(model_dir, save_dir, overwrite)
     before = InferenceModel(model_dir, device=device, threads=threads, onednn=onednn)
-    paths, labels, inputs, skipped = load_labelled_images(images)
+    _, labels, inputs, skipped = load_labelled_images(images)
     for path, reason in skipped:
         log(f"skipped {path}: {reason}")
     if len(set(labels.tolist())) < 2:
