@@ -303,7 +303,9 @@ def test_serve_says_when_its_model_was_not_trained_for_your_digits(cli_model, tm
         assert cli.main(["serve", "--model-dir", str(model_dir), "--port", "0"]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert lines[-1].startswith("Draw a digit at http://127.0.0.1:")
-        assert (len(lines) == 2 and "trained without --augment" in lines[0]) is noted
+        assert lines[-2].startswith("Drawings you label on the page are kept in my_digits; ")
+        assert f"'recognize-digits finetune --model-dir {model_dir} --images my_digits" in lines[-2]
+        assert (len(lines) == 3 and "trained without --augment" in lines[0]) is noted
 
 
 def test_predict_goes_on_past_an_image_it_cannot_read(cli_model, tmp_path):
