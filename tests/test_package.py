@@ -122,3 +122,11 @@ def test_without_paddle_the_package_imports_and_says_how_to_install_one():
     assert cli.returncode == 1 and "Traceback" not in cli.stderr
     assert cli.stderr.startswith("recognize-digits: error: PaddlePaddle is not installed")
     assert "paddlepaddle-gpu" in cli.stderr and len(cli.stderr.splitlines()) == 1
+
+
+def test_ci_installs_every_system_package_the_tests_use():
+    from recognize_digits import sources
+
+    run = (ROOT / ".ci" / "run").read_text()
+    packages = re.search(r'packages="([^"]*)"', run).group(1).split()
+    assert sorted(packages) == sorted(["chromium", *sources.FONTS])
