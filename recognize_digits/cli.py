@@ -329,8 +329,6 @@ def _evaluate(args):
 
 def _evaluate_images(model, folder, report):
     """``evaluate --images``: the model on a user's own labelled digits."""
-    import numpy as np
-
     from .infer import confusion_matrix, load_labelled_images
     from .plot import report_tables, write_report
 
@@ -343,7 +341,7 @@ def _evaluate_images(model, folder, report):
           + (f" ({len(skipped)} skipped)" if skipped else ""))
     if not report:
         return print(report_tables(confusion_matrix(labels, probs.argmax(axis=1))))
-    digits = ((inputs[:, 0] + 1) * 127.5).round().astype(np.uint8)  # the 28x28 inputs
+    digits = data_module.pixels(inputs)  # the 28x28 inputs
     print(write_report(report, digits, labels, probs, originals=paths))
     print(f"Wrote report.json, confusion.png and mistakes.png (each mistake as given and "
           f"as the model saw it) in {report}")

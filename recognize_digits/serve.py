@@ -66,7 +66,7 @@ class Recogniser:
         x = self._read(body, content_type)
         with self.lock:
             digits, probs = self.model.predict(x)
-        seen = ((x[0, 0] + 1) * 127.5).round().astype(int).tolist()
+        seen = pixels(x)[0].tolist()
         return {"digit": int(digits[0]), "probabilities": probs[0].tolist(), "input": seen}
 
     def correct(self, body, content_type, digit):
