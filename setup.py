@@ -22,6 +22,11 @@ setup(
         "cpu": ["paddlepaddle>=3.0.0"],
         "notebook": ["jupyterlab", "ipykernel"],
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "playwright"],
+        # recognize-digits export: paddle2onnx converts, ONNX Runtime checks the result
+        # against Paddle before the file is written, so both belong to exporting
+        "export": ["paddle2onnx>=2.0", "onnxruntime"],
+        # running an exported model (predict/serve --onnx, examples/onnx_predict.py) only
+        "onnx": ["onnxruntime"],
         # benchmarks/handwriting.py's real-handwriting source (UCI digits)
         "benchmarks": ["scikit-learn"],
     },

@@ -47,6 +47,21 @@ def _port(text):
     return int(text)
 
 
+def _model_options(parser, default):
+    parser.add_argument("--model-dir", help=f"folder of a model saved by train, or a .onnx file "
+                        f"exported from one (default: {default})")
+    parser.add_argument("--onnx", metavar="FILE", help="run this exported .onnx model on ONNX "
+                        "Runtime instead of a Paddle model")
+    parser.set_defaults(default_model=default)
+
+
+def _model_path(args):
+    """What --model-dir or --onnx names (not both), else the default model folder."""
+    if args.model_dir and args.onnx:
+        raise ConfigError("give --model-dir or --onnx, not both")
+    return args.onnx or args.model_dir or args.default_model
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with usage errors on one line like the package's own errors."""
 
@@ -136,8 +151,7 @@ def build_parser():
 
     p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model, on "
                             "MNIST or on your own digits")
-    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
-                   f"train (default: {DEFAULT_SAVE_DIR})")
+    _model_options(p, DEFAULT_SAVE_DIR)
     _data_options(p)
     p.add_argument("--images", metavar="DIR", help="score your own labelled digit images "
                    "instead: in sub-folders 0 to 9, or each file name starting with its digit")
@@ -150,8 +164,7 @@ def build_parser():
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files of digits, any format Pillow reads; - reads one from "
                    "standard input")
-    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
-                   f"train (default: {DEFAULT_SAVE_DIR})")
+    _model_options(p, DEFAULT_SAVE_DIR)
     p.add_argument("--json", action="store_true", help="print JSON with all 10 probabilities")
     p.add_argument("--no-preprocess", dest="preprocess", action="store_false",
                    help="only resize each image to 28x28 instead of making it MNIST-style")
@@ -159,8 +172,7 @@ def build_parser():
     p.set_defaults(func=_predict)
 
     p = commands.add_parser("serve", help="a local web page to draw digits on")
-    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
-                   f"train (default: {DEFAULT_SAVE_DIR})")
+    _model_options(p, DEFAULT_SAVE_DIR)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=_port, default=8000,
@@ -169,6 +181,14 @@ def build_parser():
                    "keeps the drawings you label on the page, for finetune --images "
                    "(default: my_digits)")
     p.set_defaults(func=_serve)
+
+    p = commands.add_parser("export", help="convert a saved model to ONNX, checked against "
+                            "Paddle, to run where Paddle does not (ONNX Runtime and others)")
+    p.add_argument("--model-dir", default=DEFAULT_SAVE_DIR, help=f"folder of a model saved by "
+                   f"train (default: {DEFAULT_SAVE_DIR})")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=_export)
 
     p = commands.add_parser(
         "download", help="download MNIST into Paddle's cache",
@@ -308,11 +328,12 @@ def _compare(args):
 
 
 def _evaluate(args):
-    from .infer import InferenceModel, evaluate, predict_all
+    from .export import open_model
+    from .infer import evaluate, predict_all
 
     if args.report and Path(args.report).exists() and not Path(args.report).is_dir():
         raise ConfigError(f"{args.report}: is a file, not a folder; choose another --report")
-    model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
+    model = open_model(_model_path(args), threads=args.threads, onednn=args.onednn)
     if args.images:
         return _evaluate_images(model, args.images, args.report)
     data = data_module.load_mnist(args.data_dir, args.sample)
@@ -353,9 +374,10 @@ def _predict(args):
     import numpy as np
 
     from .errors import ImageError
-    from .infer import InferenceModel, load_image
+    from .export import open_model
+    from .infer import load_image
 
-    model = InferenceModel(args.model_dir, threads=args.threads, onednn=args.onednn)
+    model = open_model(_model_path(args), threads=args.threads, onednn=args.onednn)
     inputs, errors = [], {}  # errors by the image's place in the list
     for i, path in enumerate(args.images):
         try:
@@ -383,11 +405,24 @@ def _predict(args):
     return 1 if errors else 0
 
 
+def _export(args):
+    from .export import export_onnx
+
+    found = export_onnx(args.model_dir, args.onnx, force=args.force)
+    print(f"Exported {args.model_dir} to {found['path']} ({found['bytes'] / 1024:,.0f} KB): "
+          f"input img float32 [batch, 1, 28, 28] in [-1, 1], output probabilities [batch, 10]; "
+          f"on the sample's {found['images']:,} test digits its probabilities differ from "
+          f"Paddle's by {found['max_difference']:.1e} at most, and no digit differs")
+    print(f"Run it with 'recognize-digits predict IMAGE --onnx {found['path']}', or without "
+          f"Paddle: 'python examples/onnx_predict.py {found['path']} IMAGE'")
+
+
 def _serve(args):
     from .serve import make_server
 
+    model = _model_path(args)
     try:
-        server = make_server(args.model_dir, args.host, args.port, args.corrections)
+        server = make_server(model, args.host, args.port, args.corrections)
     except OSError as e:
         # an address that is no name, or not this machine's, is the host's fault
         option = ("--host" if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL
@@ -395,13 +430,8 @@ def _serve(args):
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); "
                           f"choose another {option}") from None
     host, port = server.server_address[:2]
-    if not _trained_with_augmentation(args.model_dir):
-        print(f"Note: this model was trained without --augment, so it reads drawn digits less "
-              f"well; train one for them with 'recognize-digits train --augment --save-dir "
-              f"{args.model_dir}'", flush=True)
-    print(f"Drawings you label on the page are kept in {args.corrections}; teach the model "
-          f"your handwriting with 'recognize-digits finetune --model-dir {args.model_dir} "
-          f"--images {args.corrections} --save-dir mine.model'", flush=True)
+    for line in _serve_notes(model, args.corrections):
+        print(line, flush=True)
     print(f"Draw a digit at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
@@ -411,11 +441,36 @@ def _serve(args):
         server.server_close()
 
 
-def _trained_with_augmentation(model_dir):
-    """What the model's metrics.json says (True when it cannot tell: no note then)."""
+def _serve_notes(model, corrections):
+    """What serve says at start-up: whether the model suits drawn digits, and how to teach
+    it your handwriting (an ONNX file through the Paddle model it was exported from)."""
+    onnx = Path(model).suffix.lower() == ".onnx"
+    notes = []
+    if not _trained_with_augmentation(model):
+        train = ("train one with 'recognize-digits train --augment --save-dir digits.model' "
+                 "and export it" if onnx else
+                 f"train one for them with 'recognize-digits train --augment --save-dir {model}'")
+        notes.append(f"Note: this model was trained without --augment, so it reads drawn digits "
+                     f"less well; {train}")
+    source = "MODEL" if onnx else model
+    notes.append(f"Drawings you label on the page are kept in {corrections}; teach the model your "
+                 f"handwriting with 'recognize-digits finetune --model-dir {source} --images "
+                 f"{corrections} --save-dir mine.model'"
+                 + (" (MODEL: the Paddle model it was exported from; then export mine.model)"
+                    if onnx else ""))
+    return notes
+
+
+def _trained_with_augmentation(model):
+    """What the model's metrics.json (or an exported model's metadata) says; True when it
+    cannot tell: no note then."""
     try:
-        return json.loads((Path(model_dir) / "metrics.json").read_text()).get("augment", False)
-    except (OSError, ValueError, AttributeError):
+        if Path(model).suffix.lower() == ".onnx":
+            from .export import metadata
+
+            return metadata(model).get("augment", True)
+        return json.loads((Path(model) / "metrics.json").read_text()).get("augment", False)
+    except (OSError, ValueError, AttributeError, RecognizeDigitsError):
         return True
 
 

@@ -29,7 +29,8 @@ from PIL import Image
 
 from .errors import RecognizeDigitsError
 from .data import pixels
-from .infer import InferenceModel, load_image
+from .export import open_model
+from .infer import load_image
 from .speed import available_cores
 from .storage import replace_file
 
@@ -53,10 +54,11 @@ class BadRequest(Exception):
 
 
 class Recogniser:
-    """The model, loaded once, shared by all requests (one prediction at a time)."""
+    """The model (a saved folder, or an exported ``.onnx`` file on ONNX Runtime), loaded
+    once, shared by all requests (one prediction at a time)."""
 
     def __init__(self, model_dir, corrections=None):
-        self.model = InferenceModel(model_dir)
+        self.model = open_model(model_dir)
         self.lock = threading.Lock()
         self.corrections = None if corrections is None else Path(corrections)
         # preprocessing a large photo takes memory: only so many at once
@@ -279,6 +281,7 @@ class Server(ThreadingHTTPServer):
 
 
 def make_server(model_dir, host="127.0.0.1", port=8000, corrections=None):
-    """The server, bound and ready for ``serve_forever()``; port 0 picks a free one. With
+    """The server, bound and ready for ``serve_forever()``; port 0 picks a free one.
+    ``model_dir`` is a saved model's folder or an exported ``.onnx`` file. With
     ``corrections`` (a folder), the page can keep drawings the user labels there."""
     return Server((host, port), make_handler(Recogniser(model_dir, corrections)))
