@@ -20,7 +20,8 @@ setup(
     ],
     extras_require={
         "cpu": ["paddlepaddle>=3.0.0"],
-        "notebook": ["jupyterlab", "ipykernel"],
+        # the notebook's ONNX section exports and runs the models: the [export] tools
+        "notebook": ["jupyterlab", "ipykernel", "paddle2onnx>=2.0", "onnxruntime"],
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "playwright"],
         # recognize-digits export: paddle2onnx converts, ONNX Runtime checks the result
         # against Paddle before the file is written, so both belong to exporting

@@ -20,6 +20,13 @@ Then evaluation and prediction speed, import time and the time of a whole
 ``recognize-digits train --model cnn --epochs 1`` process against the same work in a
 PyTorch process (``benchmarks/pytorch_lenet.py``, 2 threads).
 
+``--onnx`` runs only the ONNX side by side instead (it needs the ``[export]`` extra): each
+of the three networks trained for one pass (seed 0), exported, then Paddle Inference and
+ONNX Runtime on the same model, each in its own process, taking turns: the test set in
+batches of 1,000 (images/s) and one image at a time (ms, median of 300), the largest
+difference of their probabilities on the whole test set, the digits that differ, and the
+file sizes. ``--json PATH`` also writes those figures.
+
 ``--against DIR`` also runs the package's own variants (both training loops and
 prediction) with the package of another checkout (``git worktree add DIR COMMIT``), in
 the same turns, and prints its figures beside this checkout's: how a change moved speed.
@@ -165,7 +172,10 @@ def worker(variant, data_dir, steps, model_dir):
     from recognize_digits import load_mnist
 
     data = load_mnist(data_dir, sample=data_dir is None and not os.environ.get("RECOGNIZE_DIGITS_DATA"))
-    result = VARIANTS[variant](data, model_dir if variant == "prediction" else steps)
+    if variant in ONNX_VARIANTS:
+        result = ONNX_VARIANTS[variant](data, model_dir)
+    else:
+        result = VARIANTS[variant](data, model_dir if variant == "prediction" else steps)
     result = result if isinstance(result, dict) else {"rate": result}
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
@@ -209,6 +219,42 @@ def run_prediction(data, model_dir):
     return result
 
 
+def run_engine(data, model):
+    """Batch and one-image speed of ``model`` (a saved folder: Paddle Inference; a .onnx
+    file: ONNX Runtime), in this process."""
+    from recognize_digits.data import normalize
+    from recognize_digits.export import open_model
+
+    model = open_model(model)
+    images = normalize(data.test_images)
+
+    def batches():
+        for i in range(0, len(images), 1000):
+            model.predict(images[i:i + 1000])
+
+    batches()  # warm-up
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        batches()
+        times.append(time.perf_counter() - start)
+    latencies = []
+    for i in range(300):
+        start = time.perf_counter()
+        model.predict(images[i:i + 1])
+        latencies.append(time.perf_counter() - start)
+    return {"rate": len(images) / statistics.median(times),
+            "latency_ms": 1000 * statistics.median(latencies)}
+
+
+def run_equality(data, models):
+    """How far the ONNX model's probabilities lie from Paddle's on the whole test set."""
+    from recognize_digits.export import compare, open_model
+
+    folder, onnx_file = models.split("|")
+    return compare(open_model(folder), open_model(onnx_file), data.test_images)
+
+
 def _median_run(runs):
     """The run with the median rate (or speed), or the error if any run failed."""
     for run in runs:
@@ -218,6 +264,8 @@ def _median_run(runs):
     return sorted(runs, key=lambda run: run[key])[len(runs) // 2]
 
 
+ONNX_VARIANTS = {"Paddle Inference": run_engine, "ONNX Runtime": run_engine,
+                 "equality": run_equality}
 VARIANTS = {"project": run_project, "project, dynamic mode": run_dynamic, "plain PIR": run_plain,
             "chapter feeding": run_chapter, "PyTorch": run_pytorch, "data pipeline": run_pipeline,
             "prediction": run_prediction}
@@ -233,11 +281,16 @@ def main():
     parser.add_argument("--against", metavar="DIR",
                         help="a checkout of another version to compare the package's own "
                         "variants with, side by side")
+    parser.add_argument("--onnx", action="store_true", help="only Paddle Inference against "
+                        "ONNX Runtime on the same models (needs the [export] extra)")
+    parser.add_argument("--json", metavar="PATH", help="with --onnx: also write the figures here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.data_dir, args.steps, args.model_dir)
+    if args.onnx:
+        return onnx_side_by_side(args.data_dir, args.rounds, args.json)
 
     print(f"{os.cpu_count()} cores; {args.steps} timed steps of 64 images after {WARMUP} warm-up "
           f"steps; median of {args.rounds} rounds")
@@ -350,6 +403,70 @@ def whole_process(data_dir, rounds):
         print(f"| {name} | {statistics.median(runs):.2f} |")
     package, torch = (statistics.median(runs) for runs in times.values())
     print(f"| PyTorch's time / the package's | {torch / package:.2f}x |")
+
+
+def onnx_side_by_side(data_dir, rounds, json_path=None):
+    """Paddle Inference and ONNX Runtime on the same three models, taking turns."""
+    extra = ["--data-dir", data_dir] if data_dir else ["--sample"]
+    figures = {}
+    with tempfile.TemporaryDirectory() as out:
+        for net in ("softmax", "mlp", "cnn"):
+            folder, onnx_file = f"{out}/{net}", f"{out}/{net}.onnx"
+            for command in (["train", "--model", net, "--epochs", "1", "--seed", "0",
+                             "--save-dir", folder, *extra],
+                            ["export", "--model-dir", folder, "--onnx", onnx_file]):
+                _, err = spawn("-m", "recognize_digits", *command)
+                if err:
+                    raise SystemExit(f"{net}: {command[0]} failed: {err}")
+            figures[net] = {"paddle_bytes": sum(Path(folder, f"model{suffix}").stat().st_size
+                                                for suffix in (".json", ".pdiparams")),
+                            "onnx_bytes": Path(onnx_file).stat().st_size}
+        worker_data = ["--data-dir", data_dir] if data_dir else []
+        turns = [(net, engine, f"{out}/{net}" + (".onnx" if engine == "ONNX Runtime" else ""))
+                 for net in figures for engine in ("Paddle Inference", "ONNX Runtime")]
+        runs = {turn: [] for turn in turns}
+        for _ in range(rounds):
+            for turn in turns:
+                result, err = spawn(__file__, "--worker", turn[1], "--model-dir", turn[2],
+                                    *worker_data)
+                runs[turn].append(json.loads(result) if result else err)
+        for net in figures:
+            result, err = spawn(__file__, "--worker", "equality", "--model-dir",
+                                f"{out}/{net}|{out}/{net}.onnx", *worker_data)
+            figures[net]["equality"] = json.loads(result) if result else err
+    for (net, engine, _), results in runs.items():
+        figures[net][engine] = _median_run(results)
+    _print_onnx(figures, rounds, data_dir)
+    if json_path:
+        Path(json_path).write_text(json.dumps({"cores": os.cpu_count(), "rounds": rounds,
+                                               "data": data_dir or "sample", "models": figures},
+                                              indent=1) + "\n")
+
+
+def _print_onnx(figures, rounds, data_dir):
+    print(f"{os.cpu_count()} cores; each network trained one pass on "
+          f"{'MNIST' if data_dir else 'the sample'} (seed 0); median of {rounds} rounds taken "
+          f"in turns")
+    print("\n| network | engine | test set, batches of 1000 (images/s) | one image (ms) | "
+          "file size |\n|---|---|---|---|---|")
+    for net, found in figures.items():
+        for engine, size in (("Paddle Inference", found["paddle_bytes"]),
+                             ("ONNX Runtime", found["onnx_bytes"])):
+            result = found[engine]
+            if not isinstance(result, dict):
+                print(f"| {net} | {engine} | failed: {result} | | |")
+                continue
+            print(f"| {net} | {engine} | {result['rate']:,.0f} | {result['latency_ms']:.3f} | "
+                  f"{size / 1024:,.0f} KB |")
+    print("\n| network | test images | largest difference of a probability | digits that "
+          "differ |\n|---|---|---|---|")
+    for net, found in figures.items():
+        same = found["equality"]
+        if not isinstance(same, dict):
+            print(f"| {net} | failed: {same} | | |")
+            continue
+        print(f"| {net} | {same['images']:,} | {same['max_difference']:.1e} | "
+              f"{same['digits_differing']} |")
 
 
 if __name__ == "__main__":

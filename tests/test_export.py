@@ -278,3 +278,15 @@ def test_without_the_extras_export_and_predict_say_how_to_install_them(tmp_path)
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert proc.returncode == 1 and proc.stderr.strip() == \
             f"recognize-digits: error: {needs} in this project's folder"
+
+
+def test_the_extras_are_declared_and_ci_installs_export():
+    from test_package import setup_arguments
+
+    extras = setup_arguments()["extras_require"]
+    assert extras["export"] == ["paddle2onnx>=2.0", "onnxruntime"]
+    assert extras["onnx"] == ["onnxruntime"]
+    assert set(extras["export"]) <= set(extras["notebook"])  # its ONNX section
+    run = (ROOT / ".ci" / "run").read_text()
+    main_venv, floor = run.split("== everything")[1], run.split("== everything")[0]
+    assert '-e ".[cpu,test,export]"' in main_venv and "export" not in floor.split("floor=")[1]
