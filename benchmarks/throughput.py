@@ -436,9 +436,11 @@ def onnx_side_by_side(data_dir, rounds, json_path=None):
             figures[net]["equality"] = json.loads(result) if result else err
     for (net, engine, _), results in runs.items():
         figures[net][engine] = _median_run(results)
+        figures[net][f"{engine}, every round"] = results
     _print_onnx(figures, rounds, data_dir)
     if json_path:
         Path(json_path).write_text(json.dumps({"cores": os.cpu_count(), "rounds": rounds,
+                                               "load_average_at_end": os.getloadavg(),
                                                "data": data_dir or "sample", "models": figures},
                                               indent=1) + "\n")
 
@@ -447,8 +449,8 @@ def _print_onnx(figures, rounds, data_dir):
     print(f"{os.cpu_count()} cores; each network trained one pass on "
           f"{'MNIST' if data_dir else 'the sample'} (seed 0); median of {rounds} rounds taken "
           f"in turns")
-    print("\n| network | engine | test set, batches of 1000 (images/s) | one image (ms) | "
-          "file size |\n|---|---|---|---|---|")
+    print("\n| network | engine | test set, batches of 1000: images/s (rounds' range) | one "
+          "image: ms (range) | file size |\n|---|---|---|---|---|")
     for net, found in figures.items():
         for engine, size in (("Paddle Inference", found["paddle_bytes"]),
                              ("ONNX Runtime", found["onnx_bytes"])):
@@ -456,8 +458,11 @@ def _print_onnx(figures, rounds, data_dir):
             if not isinstance(result, dict):
                 print(f"| {net} | {engine} | failed: {result} | | |")
                 continue
-            print(f"| {net} | {engine} | {result['rate']:,.0f} | {result['latency_ms']:.3f} | "
-                  f"{size / 1024:,.0f} KB |")
+            rounds = [r for r in found[f"{engine}, every round"] if isinstance(r, dict)]
+            rates, latencies = ([r[key] for r in rounds] for key in ("rate", "latency_ms"))
+            print(f"| {net} | {engine} | {result['rate']:,.0f} ({min(rates):,.0f}-"
+                  f"{max(rates):,.0f}) | {result['latency_ms']:.3f} ({min(latencies):.3f}-"
+                  f"{max(latencies):.3f}) | {size / 1024:,.0f} KB |")
     print("\n| network | test images | largest difference of a probability | digits that "
           "differ |\n|---|---|---|---|")
     for net, found in figures.items():
