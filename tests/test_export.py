@@ -12,7 +12,7 @@ import pytest
 
 from recognize_digits import cli
 from recognize_digits.data import normalize
-from recognize_digits.errors import ConfigError, ModelError
+from recognize_digits.errors import ModelError
 from recognize_digits.infer import InferenceModel, load_image, predict_all
 
 from conftest import INFER_3, ROOT, quiet
