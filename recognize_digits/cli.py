@@ -36,8 +36,9 @@ def _validation_option(parser):
 def _augment_option(parser, default=False):
     parser.add_argument("--augment", action="store_true", default=default,
                         help="train on randomly rotated, scaled, slanted, shifted, thinner and "
-                        "thicker copies of the training digits, for a model that reads users' "
-                        "own digits better (default: off, the chapter's settings)")
+                        "thicker copies of the training digits; better on some kinds of users' "
+                        "digits, worse on others: score both with evaluate --images (default: "
+                        "off, the chapter's settings)")
 
 
 def _port(text):
@@ -395,10 +396,6 @@ def _serve(args):
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); "
                           f"choose another {option}") from None
     host, port = server.server_address[:2]
-    if not _trained_with_augmentation(args.model_dir):
-        print(f"Note: this model was trained without --augment, so it reads drawn digits less "
-              f"well; train one for them with 'recognize-digits train --augment --save-dir "
-              f"{args.model_dir}'", flush=True)
     print(f"Drawings you label on the page are kept in {args.corrections}; teach the model "
           f"your handwriting with 'recognize-digits finetune --model-dir {args.model_dir} "
           f"--images {args.corrections} --save-dir mine.model'", flush=True)
@@ -409,14 +406,6 @@ def _serve(args):
         pass
     finally:
         server.server_close()
-
-
-def _trained_with_augmentation(model_dir):
-    """What the model's metrics.json says (True when it cannot tell: no note then)."""
-    try:
-        return json.loads((Path(model_dir) / "metrics.json").read_text()).get("augment", False)
-    except (OSError, ValueError, AttributeError):
-        return True
 
 
 def _download(args):
