@@ -52,6 +52,11 @@ def _grid_of_numbers(ax, values, title, shade=None, box=None, fmt="{:g}"):
               cmap="Greys", vmin=0, vmax=1)
     for (r, c), v in np.ndenumerate(values):
         ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=9)
+    # the cell edges are minor ticks; the major ticks go at the centres, because
+    # matplotlib drops a minor tick that falls on a major one, and the automatic major
+    # ticks (every 0.5 on a tall axis) took every horizontal line away
+    ax.set_xticks(np.arange(values.shape[1]))
+    ax.set_yticks(np.arange(values.shape[0]))
     ax.set_xticks(np.arange(-0.5, values.shape[1]), minor=True)
     ax.set_yticks(np.arange(-0.5, values.shape[0]), minor=True)
     ax.grid(which="minor", color="gray", lw=0.5)
@@ -90,6 +95,13 @@ def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
     return fig
 
 
+def _checkerboard(shape, size):
+    """1 on every other ``size`` x ``size`` window, 0 on the rest, so that neighbouring
+    windows differ: cell (r, c) is in window (r // size, c // size)."""
+    rows, columns = np.indices(shape) // size
+    return ((rows + columns) % 2).astype(float)
+
+
 def plot_pooling(values=None, size=2):
     """Max pooling worked through: each ``size`` x ``size`` window keeps its largest value."""
     values = (np.array([[1, 3, 2, 0], [5, 4, 1, 1], [0, 2, 6, 7], [1, 1, 8, 3]])
@@ -98,9 +110,8 @@ def plot_pooling(values=None, size=2):
     pooled = values.reshape(n, size, n, size).max(axis=(1, 3))
     fig = Figure(figsize=(6, 2.8))
     axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [len(values), n]})
-    windows = np.add.outer(np.arange(len(values)) // size * n, np.arange(len(values)) // size)
     _grid_of_numbers(axes[0], values, f"input {len(values)}x{len(values)}",
-                     shade=(windows % 2 == 1).astype(float))
+                     shade=_checkerboard(values.shape, size))
     _grid_of_numbers(axes[1], pooled, f"{size}x{size} max pooling, stride {size}")
     fig.tight_layout()
     return fig

@@ -63,6 +63,27 @@ def test_pooling_figure_keeps_the_largest_of_each_window():
     assert [t.get_text() for t in fig.axes[1].texts] == ["5", "2", "2", "8"]
 
 
+def test_pooling_figure_shades_every_other_window_like_a_checkerboard():
+    fig = draws(diagrams.plot_pooling())
+    shaded = fig.axes[0].images[0].get_array() > 0
+    r, c = np.indices(shaded.shape)
+    assert (shaded == ((r // 2 + c // 2) % 2 == 1)).all()
+    windows = shaded.reshape(2, 2, 2, 2)  # window (i, j) is windows[i, :, j, :]
+    assert (windows == windows[:, :1, :, :1]).all()  # one shade within each window
+    assert shaded[0, 0] != shaded[0, 2] and shaded[0, 0] != shaded[2, 0]  # neighbours differ
+
+
+@pytest.mark.parametrize("fig", [diagrams.plot_convolution, diagrams.plot_pooling])
+def test_number_grids_draw_every_cell_edge(fig):
+    fig = draws(fig())
+    for ax in fig.axes:
+        rows, columns = ax.images[0].get_array().shape
+        for axis, n in ((ax.xaxis, columns), (ax.yaxis, rows)):  # vertical, horizontal lines
+            assert list(axis.get_minorticklocs()) == list(np.arange(-0.5, n))
+            assert len(axis.get_minor_ticks()) == n + 1
+            assert all(tick.gridline.get_visible() for tick in axis.get_minor_ticks())
+
+
 def test_static_graph_counts_the_programs_operations():
     paddle.enable_static()
     shown = " ".join(texts(draws(diagrams.plot_static_graph(Programs("cnn", seed=1)))))
