@@ -103,16 +103,21 @@ def _checkerboard(shape, size):
 
 
 def plot_pooling(values=None, size=2):
-    """Max pooling worked through: each ``size`` x ``size`` window keeps its largest value."""
+    """Max and average pooling worked through on the same input: each ``size`` x ``size``
+    window (stride ``size``) gives its largest value, or its mean; the shading pairs each
+    window with the output it gives. Either way a quarter of the values remain, and a
+    feature moved inside its window gives the same maximum."""
     values = (np.array([[1, 3, 2, 0], [5, 4, 1, 1], [0, 2, 6, 7], [1, 1, 8, 3]])
               if values is None else np.asarray(values))
-    n = len(values) // size
-    pooled = values.reshape(n, size, n, size).max(axis=(1, 3))
-    fig = Figure(figsize=(6, 2.8))
-    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [len(values), n]})
-    _grid_of_numbers(axes[0], values, f"input {len(values)}x{len(values)}",
-                     shade=_checkerboard(values.shape, size))
-    _grid_of_numbers(axes[1], pooled, f"{size}x{size} max pooling, stride {size}")
+    h, w = values.shape
+    windows = values.reshape(h // size, size, w // size, size)
+    fig = Figure(figsize=(8, 2.8))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [w, w // size, w // size]})
+    _grid_of_numbers(axes[0], values, f"input {h}x{w}", shade=_checkerboard(values.shape, size))
+    for ax, name, pooled in ((axes[1], "max", windows.max(axis=(1, 3))),
+                             (axes[2], "average", windows.mean(axis=(1, 3)))):
+        _grid_of_numbers(ax, pooled, f"{name} pooling\n{size}x{size}, stride {size}",
+                         shade=_checkerboard(pooled.shape, 1))
     fig.tight_layout()
     return fig
 

@@ -61,6 +61,16 @@ def test_convolution_figure_computes_the_output():
 def test_pooling_figure_keeps_the_largest_of_each_window():
     fig = draws(diagrams.plot_pooling())
     assert [t.get_text() for t in fig.axes[1].texts] == ["5", "2", "2", "8"]
+    assert "max pooling" in fig.axes[1].get_title()
+
+
+def test_pooling_figure_shows_average_pooling_beside_max_pooling():
+    fig = draws(diagrams.plot_pooling())
+    assert "average pooling" in fig.axes[2].get_title()
+    # (1 + 3 + 5 + 4) / 4, (2 + 0 + 1 + 1) / 4, (0 + 2 + 1 + 1) / 4, (6 + 7 + 8 + 3) / 4
+    assert [t.get_text() for t in fig.axes[2].texts] == ["3.25", "1", "1", "6"]
+    six = draws(diagrams.plot_pooling(np.arange(36).reshape(6, 6), size=3))
+    assert [t.get_text() for t in six.axes[2].texts] == ["7", "10", "25", "28"]
 
 
 def test_pooling_figure_shades_every_other_window_like_a_checkerboard():
