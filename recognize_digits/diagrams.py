@@ -7,6 +7,7 @@ Like :mod:`.plot`, with matplotlib's object API (no pyplot state).
 """
 
 import numpy as np
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -134,30 +135,43 @@ def plot_network(model):
 
 
 def _unit_diagram(sizes, count):
-    """Layers of units (at most 8 drawn each, the rest as dots), every unit joined to
-    every unit of the next layer; the last layer is the softmax."""
-    fig = Figure(figsize=(2.4 * len(sizes), 3.6))
+    """Layers of units, every unit joined to every unit of the next layer by a weight. A
+    bias is drawn as what it is, the weight from a unit that is always +1 (one under each
+    layer but the last, dashed lines), so that (n + 1)·m counts a layer's parameters. The
+    output layer is drawn whole, a unit per digit; wider layers show 8 units and dots."""
+    fig = Figure(figsize=(2.4 * len(sizes), 4.2))
     ax = fig.add_subplot()
-    shown = [min(size, 8) for size in sizes]
-    ys = [np.linspace(-1, 1, n) if n > 1 else np.zeros(1) for n in shown]
-    for i in range(len(sizes) - 1):
-        for y0 in ys[i]:
-            for y1 in ys[i + 1]:
-                ax.plot([i, i + 1], [y0, y1], color="lightgray", lw=0.5, zorder=1)
+    last = len(sizes) - 1
+    ys = [np.linspace(1, -1, size if i == last else min(size, 8)) for i, size in enumerate(sizes)]
+    bias = -1.35  # the height of the +1 units
+    for i in range(last):
+        _join(ax, i, ys[i], ys[i + 1], color="lightgray", lw=0.5)
+        _join(ax, i, [bias], ys[i + 1], color="tab:red", alpha=0.6, lw=0.6, ls="--")
+        ax.scatter([i], [bias], s=320, marker="s", color="white", edgecolor="tab:red", zorder=2)
+        ax.text(i, bias, "+1", ha="center", va="center", fontsize=8, color="tab:red", zorder=3)
     for i, (size, y) in enumerate(zip(sizes, ys)):
-        last = i == len(sizes) - 1
-        colour = "tab:orange" if last else "tab:green" if i else "tab:blue"
-        ax.scatter(np.full(len(y), i), y, s=120, color=colour, zorder=2)
+        colour = "tab:orange" if i == last else "tab:green" if i else "tab:blue"
+        ax.scatter(np.full(len(y), i), y, s=100, color=colour, zorder=2)
         if size > len(y):
             ax.text(i + 0.08, 0, "⋮", fontsize=14, va="center")
-        name = "input x (pixels)" if i == 0 else "softmax y" if last else f"hidden {i} (ReLU)"
-        ax.text(i, -1.35, f"{name}\n{size} units", ha="center", va="top", fontsize=9)
-    ax.set_xlim(-0.5, len(sizes) - 0.5)
-    ax.set_ylim(-1.9, 1.3)
+        name = "input x (pixels)" if i == 0 else "softmax y" if i == last else f"hidden {i} (ReLU)"
+        ax.text(i, -1.65, f"{name}\n{size} units", ha="center", va="top", fontsize=9)
+    for digit, y in enumerate(ys[last]):
+        ax.text(last + 0.1, y, str(digit), va="center", fontsize=8)
+    ax.set_xlim(-0.5, last + 0.5)
+    ax.set_ylim(-2.05, 1.2)
     ax.axis("off")
-    ax.set_title(f"every line a weight: {count:,} parameters with the biases", fontsize=10)
+    formula = " + ".join(f"({a} + 1)·{b}" for a, b in zip(sizes, sizes[1:]))
+    ax.set_title(f"every line a weight, the dashed ones from a +1 unit: the biases\n"
+                 f"{formula} = {count:,} parameters", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _join(ax, x, ys, next_ys, **style):
+    """A line from each unit at height ``ys`` in layer ``x`` to each unit of layer x + 1."""
+    ax.add_collection(LineCollection([[(x, y0), (x + 1, y1)] for y0 in ys for y1 in next_ys],
+                                     zorder=1, **style))
 
 
 def _block_diagram(rows, count):

@@ -6,10 +6,11 @@ import re
 import numpy as np
 import paddle
 import pytest
+from matplotlib.collections import LineCollection
 
 from recognize_digits import diagrams
 from recognize_digits.infer import load_image, look_inside
-from recognize_digits.models import convolutional_neural_network, layers
+from recognize_digits.models import MODELS, convolutional_neural_network, layers
 from recognize_digits.train import Programs
 
 from conftest import INFER_3
@@ -40,6 +41,39 @@ def test_fully_connected_diagrams_show_their_layers(model, units):
     shown = " ".join(texts(draws(diagrams.plot_network(model))))
     assert [u for u in units if f"{u} units" in shown] == units
     assert ("7,850" if model == "softmax" else "199,210") in shown
+
+
+def units_drawn(ax):
+    """(x, y) of every unit drawn (the scatter points), by layer x."""
+    points = np.concatenate([c.get_offsets() for c in ax.collections
+                             if not isinstance(c, LineCollection)])
+    return {x: sorted(p[1] for p in points if p[0] == x) for x in sorted({p[0] for p in points})}
+
+
+@pytest.mark.parametrize("model, sizes", [("softmax", [784, 10]), ("mlp", [784, 200, 200, 10])])
+def test_fully_connected_diagrams_draw_ten_outputs_and_a_bias_unit_per_layer(model, sizes):
+    fig = draws(diagrams.plot_network(model))
+    ax = fig.axes[0]
+    bias = [t.get_position() for t in ax.texts if t.get_text() == "+1"]
+    assert [x for x, _ in bias] == list(range(len(sizes) - 1))  # every layer but the last
+    units = units_drawn(ax)
+    last = len(sizes) - 1
+    assert len(units[last]) == 10  # all ten outputs, none as dots
+    assert [t.get_text() for t in ax.texts if t.get_position()[0] > last] == list("0123456789")
+    segments = [tuple(map(tuple, s)) for c in ax.collections if isinstance(c, LineCollection)
+                for s in c.get_segments()]
+    for x, y in bias:  # a weight from the +1 unit to every unit of the next layer ...
+        to = sorted(end[1] for start, end in segments if start == (x, y))
+        assert to == [y1 for y1 in units[x + 1] if y1 != bias[0][1]]
+        assert not any(end == (x + 1, y) for start, end in segments)  # ... and none into +1
+
+
+@pytest.mark.parametrize("model", ["softmax", "mlp"])
+def test_fully_connected_diagrams_count_weights_and_biases_as_the_program_does(model):
+    title = diagrams.plot_network(model).axes[0].get_title()
+    formula, count = title.split("\n")[1].split(" = ")
+    assert eval(formula.replace("·", "*")) == layers(MODELS[model])[1]
+    assert count == f"{layers(MODELS[model])[1]:,} parameters"
 
 
 def test_the_shapes_the_diagrams_use_match_the_output_size_formula():
