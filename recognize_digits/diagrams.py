@@ -8,6 +8,7 @@ Like :mod:`.plot`, with matplotlib's object API (no pyplot state).
 
 import numpy as np
 from matplotlib.collections import LineCollection
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -255,47 +256,53 @@ def plot_static_graph(programs):
     return fig
 
 
-def plot_feature_maps(maps, title, columns=10):
-    """Each channel of one image's ``[C, H, W]`` activations as a small picture."""
+def plot_feature_maps(maps, title, columns=10, label="activation"):
+    """Each channel of one image's ``[C, H, W]`` activations as a small picture, all on
+    one colour scale from the smallest value to the largest, so that channels compare
+    and the one colour bar reads every picture."""
     maps = np.asarray(maps)
-    rows = -(-len(maps) // columns)
-    fig = Figure(figsize=(columns * 0.8, rows * 0.85 + 0.4))
-    for i, m in enumerate(maps):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        ax.imshow(m, cmap="viridis")
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _panels(maps, Normalize(maps.min(), maps.max()), "viridis", label, columns,
+                   title=title)
 
 
 def plot_filters(weights, title="first-layer filters"):
-    """A convolution's ``[C, 1, k, k]`` filters, each as a k x k picture (red positive,
-    blue negative)."""
+    """A convolution's ``[C, 1, k, k]`` filters, each as a k x k picture on one scale
+    symmetric about 0 (red positive, blue negative, white 0)."""
     weights = np.asarray(weights)[:, 0]
-    limit = np.abs(weights).max()
-    columns = min(10, len(weights))
-    rows = -(-len(weights) // columns)
-    fig = Figure(figsize=(columns * 0.8, rows * 0.85 + 0.4))
-    for i, w in enumerate(weights):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _panels(weights, _symmetric(weights), "RdBu_r", "weight", min(10, len(weights)),
+                   title=title)
 
 
 def plot_templates(weights):
     """Softmax regression's ``[784, 10]`` weights as ten 28x28 templates: where ink raises
-    a digit's score (red) and where it lowers it (blue)."""
+    a digit's score (red) and where it lowers it (blue), on one scale."""
     weights = np.asarray(weights)
-    limit = np.abs(weights).max()
-    fig = Figure(figsize=(10, 1.5))
-    for digit in range(10):
-        ax = fig.add_subplot(1, 10, digit + 1)
-        ax.imshow(weights[:, digit].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(str(digit), fontsize=9)
+    templates = weights.T.reshape(10, 28, 28)
+    return _panels(templates, _symmetric(weights), "RdBu_r", "weight", 10,
+                   titles=[str(digit) for digit in range(10)])
+
+
+def _symmetric(values):
+    """A colour scale from -m to m, m the largest magnitude: 0 at the middle colour."""
+    limit = np.abs(values).max()
+    return Normalize(-limit, limit)
+
+
+def _panels(images, norm, cmap, label, columns, titles=None, title=None):
+    """Small pictures in rows of ``columns``, all drawn with the one ``norm`` and read by
+    one colour bar labelled ``label``: a bar per picture, or a scale per picture, would
+    make equal colours mean different values."""
+    rows = -(-len(images) // columns)
+    fig = Figure(figsize=(columns * 0.8 + 1, rows * 0.85 + 0.6), layout="constrained")
+    axes = []
+    for i, image in enumerate(images):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        picture = ax.imshow(image, cmap=cmap, norm=norm)
+        if titles:
+            ax.set_title(titles[i], fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
+        axes.append(ax)
+    fig.colorbar(picture, ax=axes, label=label, shrink=0.9 if rows > 1 else 1)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
