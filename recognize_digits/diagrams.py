@@ -77,9 +77,8 @@ def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
     kernel = np.array([[1, 0, -1]] * 3) if kernel is None else np.asarray(kernel)  # edges
     f, h = len(kernel), len(image)
     padded = np.pad(image, padding)
-    out_size = (h - f + 2 * padding) // stride + 1
-    out = np.array([[(padded[r * stride:r * stride + f, c * stride:c * stride + f] * kernel).sum()
-                     for c in range(out_size)] for r in range(out_size)])
+    out = _convolve(padded, kernel, stride)
+    out_size = len(out)
     fig = Figure(figsize=(9, 3.3))
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [len(padded), f, out_size]})
     pad_mask = np.ones_like(padded, dtype=float)
@@ -93,6 +92,50 @@ def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
     _grid_of_numbers(axes[2], out, f"output {out_size}x{out_size}, stride {stride}", shade=mark)
     fig.suptitle(f"H_out = (H - F + 2P) / S + 1 = ({h} - {f} + 2·{padding}) / {stride} + 1 "
                  f"= {out_size}; the red window gives the output shaded", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _convolve(padded, kernel, stride=1):
+    """Each output value is the window of ``padded`` under ``kernel`` times the kernel,
+    summed, the windows ``stride`` apart: a cross-correlation, as Paddle's conv2d."""
+    f = len(kernel)
+    size = (len(padded) - f) // stride + 1
+    return np.array([[(padded[r * stride:r * stride + f, c * stride:c * stride + f] * kernel).sum()
+                      for c in range(size)] for r in range(size)])
+
+
+def plot_multichannel_convolution(image=None, kernel=None, bias=1, at=(0, 0)):
+    """A ``[D, H, H]`` input convolved by one filter of ``[D, F, F]`` weights and a bias
+    (stride 1, no padding), the chapter's multi-channel case: each channel is convolved
+    with its own slice of the filter, and the D results are summed, plus the bias, into
+    ONE output map. The output value at ``at`` is added up under the figure, so that a
+    learner can check it by hand. Defaults: 3 channels of 4x4, a 3x3x3 filter."""
+    image = np.arange(48).reshape(3, 4, 4) * 5 % 7 % 3 if image is None else np.asarray(image)
+    kernel = (np.arange(27).reshape(3, 3, 3) * 5 % 7 % 3 - 1 if kernel is None
+              else np.asarray(kernel))
+    (d, h, _), f = image.shape, kernel.shape[-1]
+    parts = [_convolve(channel, weights) for channel, weights in zip(image, kernel, strict=True)]
+    out = sum(parts) + bias
+    r, c = at
+    mark = np.zeros_like(out, dtype=float)
+    mark[r, c] = 1
+    fig = Figure(figsize=(8.5, 2 * d + 1.2))
+    grid = fig.add_gridspec(d, 4, width_ratios=[h, f, len(out), len(out)])
+    for i in range(d):
+        _grid_of_numbers(fig.add_subplot(grid[i, 0]), image[i], f"input channel {i + 1}",
+                         box=(r, c, f))
+        _grid_of_numbers(fig.add_subplot(grid[i, 1]), kernel[i], f"∗ kernel slice {i + 1}")
+        _grid_of_numbers(fig.add_subplot(grid[i, 2]), parts[i], f"= channel {i + 1} ∗ slice {i + 1}",
+                         shade=mark)
+    _grid_of_numbers(fig.add_subplot(grid[:, 3]), out,
+                     f"output: the {d} summed\n+ bias {bias:g}", shade=mark)
+    terms = " + ".join(f"({v:g})" if v < 0 else f"{v:g}" for v in [p[r, c] for p in parts] + [bias])
+    fig.supxlabel(f"the shaded output: {terms} = {out[r, c]:g}  (the red windows times their "
+                  f"slices, summed, plus the bias)", fontsize=9)
+    fig.suptitle(f"one filter = D·F·F weights + 1 bias = {d}·{f}·{f} + 1 = {d * f * f + 1} "
+                 f"parameters, one output map;\nK filters make K maps: D·F·F·K + K parameters "
+                 f"(LeNet-5's second layer: 20·5·5·50 + 50 = 25,050)", fontsize=10)
     fig.tight_layout()
     return fig
 

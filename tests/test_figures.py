@@ -9,6 +9,7 @@ import pytest
 from matplotlib.collections import LineCollection
 
 from recognize_digits import diagrams
+from recognize_digits.dynamic import dynamic_mode
 from recognize_digits.infer import load_image, look_inside
 from recognize_digits.models import MODELS, convolutional_neural_network, layers
 from recognize_digits.train import Programs
@@ -186,3 +187,47 @@ def test_feature_maps_share_one_colour_scale():
     fig = draws(diagrams.plot_feature_maps(maps, "after block 1"))
     assert sum(1 for ax in fig.axes if ax.images) == 20
     assert one_colour_scale(fig, "activation") == (maps.min(), maps.max())
+
+
+def numbers(ax):
+    return np.array([float(t.get_text()) for t in ax.texts]).reshape(ax.images[0].get_array().shape)
+
+
+@pytest.mark.parametrize("case", [{}, {"image": np.random.default_rng(1).integers(0, 4, (2, 5, 5)),
+                                       "kernel": np.random.default_rng(2).integers(-2, 3, (2, 3, 3)),
+                                       "bias": -2, "at": (1, 2)}])
+def test_multichannel_convolution_sums_the_channels_into_one_map_as_paddle_does(case):
+    fig = draws(diagrams.plot_multichannel_convolution(**case))
+    grids = [ax for ax in fig.axes if ax.images]
+    output = grids[-1]
+    assert output.get_title().startswith("output")
+    d = (len(grids) - 1) // 3
+    image = np.array([numbers(ax) for ax in grids[0:-1:3]])  # the numbers the figure shows
+    kernel = np.array([numbers(ax) for ax in grids[1:-1:3]])
+    parts = np.array([numbers(ax) for ax in grids[2:-1:3]])
+    bias = case.get("bias", 1)
+    if case:
+        assert (image == case["image"]).all() and (kernel == case["kernel"]).all()
+    with dynamic_mode():
+        x = paddle.to_tensor(image[None], dtype="float32")
+        expected = paddle.nn.functional.conv2d(x, paddle.to_tensor(kernel[None], dtype="float32"),
+                                               bias=paddle.to_tensor([bias], dtype="float32"))
+        each = paddle.nn.functional.conv2d(x, paddle.to_tensor(kernel[:, None], dtype="float32"),
+                                           groups=d)  # channel i with slice i alone
+    assert (numbers(output) == expected.numpy()[0, 0]).all()  # ONE map
+    assert (parts == each.numpy()[0]).all()
+    assert (numbers(output) == parts.sum(axis=0) + bias).all()
+    r, c = case.get("at", (0, 0))  # the sum written out for a learner to check
+    terms, total = fig._supxlabel.get_text().split(" = ")[0:2]
+    terms = terms.split(": ")[1]
+    assert eval(terms) == float(total.split()[0]) == numbers(output)[r, c]
+    assert terms.count("+") == d  # D channels' terms and the bias
+
+
+def test_multichannel_convolution_counts_the_parameters_of_k_filters():
+    title = draws(diagrams.plot_multichannel_convolution())._suptitle.get_text()
+    assert "3·3·3 + 1 = 28 parameters" in title and "D·F·F·K + K" in title
+    rows, _ = layers(convolutional_neural_network)
+    second = [p for name, _, ps in rows for p in ps if name in ("conv2d", "add")][2:4]
+    assert second == [[50, 20, 5, 5], [50, 1, 1]]  # weights D·F·F·K, then the K biases
+    assert "20·5·5·50 + 50 = 25,050" in title and 20 * 5 * 5 * 50 + 50 == 25_050
