@@ -1,7 +1,9 @@
 """The chapter's explanatory figures, drawn from the models and programs themselves:
-activation functions, the networks, convolution and pooling on small numbers, the static
-graph, the preprocessing step by step, and what a trained model learned (filters,
-feature maps, softmax regression's templates).
+activation functions, the networks (with their +1 bias units and all ten outputs),
+convolution on small numbers (one channel, and several channels summed into one map),
+max and average pooling, the static graph, the preprocessing step by step, and what a
+trained model learned (filters, feature maps, softmax regression's templates, each set
+on one colour scale with its colour bar).
 
 Like :mod:`.plot`, with matplotlib's object API (no pyplot state).
 """
@@ -87,13 +89,19 @@ def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
     _grid_of_numbers(axes[0], padded, f"input {h}x{h}, padding {padding} (grey)",
                      shade=pad_mask, box=(r * stride, c * stride, f))
     _grid_of_numbers(axes[1], kernel, f"kernel {f}x{f}")
-    mark = np.zeros_like(out, dtype=float)
-    mark[r, c] = 1
-    _grid_of_numbers(axes[2], out, f"output {out_size}x{out_size}, stride {stride}", shade=mark)
+    _grid_of_numbers(axes[2], out, f"output {out_size}x{out_size}, stride {stride}",
+                     shade=_marked(out.shape, at))
     fig.suptitle(f"H_out = (H - F + 2P) / S + 1 = ({h} - {f} + 2·{padding}) / {stride} + 1 "
                  f"= {out_size}; the red window gives the output shaded", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _marked(shape, at):
+    """A mask of ``shape`` with the one cell ``at`` set: the output value being explained."""
+    mark = np.zeros(shape)
+    mark[at] = 1
+    return mark
 
 
 def _convolve(padded, kernel, stride=1):
@@ -118,16 +126,15 @@ def plot_multichannel_convolution(image=None, kernel=None, bias=1, at=(0, 0)):
     parts = [_convolve(channel, weights) for channel, weights in zip(image, kernel, strict=True)]
     out = sum(parts) + bias
     r, c = at
-    mark = np.zeros_like(out, dtype=float)
-    mark[r, c] = 1
+    mark = _marked(out.shape, at)
     fig = Figure(figsize=(8.5, 2 * d + 1.2))
     grid = fig.add_gridspec(d, 4, width_ratios=[h, f, len(out), len(out)])
     for i in range(d):
         _grid_of_numbers(fig.add_subplot(grid[i, 0]), image[i], f"input channel {i + 1}",
                          box=(r, c, f))
         _grid_of_numbers(fig.add_subplot(grid[i, 1]), kernel[i], f"∗ kernel slice {i + 1}")
-        _grid_of_numbers(fig.add_subplot(grid[i, 2]), parts[i], f"= channel {i + 1} ∗ slice {i + 1}",
-                         shade=mark)
+        _grid_of_numbers(fig.add_subplot(grid[i, 2]), parts[i],
+                         f"= channel {i + 1} ∗ slice {i + 1}", shade=mark)
     _grid_of_numbers(fig.add_subplot(grid[:, 3]), out,
                      f"output: the {d} summed\n+ bias {bias:g}", shade=mark)
     terms = " + ".join(f"({v:g})" if v < 0 else f"{v:g}" for v in [p[r, c] for p in parts] + [bias])

@@ -193,9 +193,12 @@ def numbers(ax):
     return np.array([float(t.get_text()) for t in ax.texts]).reshape(ax.images[0].get_array().shape)
 
 
-@pytest.mark.parametrize("case", [{}, {"image": np.random.default_rng(1).integers(0, 4, (2, 5, 5)),
-                                       "kernel": np.random.default_rng(2).integers(-2, 3, (2, 3, 3)),
-                                       "bias": -2, "at": (1, 2)}])
+TWO_CHANNELS = {"image": np.random.default_rng(1).integers(0, 4, (2, 5, 5)),
+                "kernel": np.random.default_rng(2).integers(-2, 3, (2, 3, 3)), "bias": -2,
+                "at": (1, 2)}
+
+
+@pytest.mark.parametrize("case", [{}, TWO_CHANNELS])
 def test_multichannel_convolution_sums_the_channels_into_one_map_as_paddle_does(case):
     fig = draws(diagrams.plot_multichannel_convolution(**case))
     grids = [ax for ax in fig.axes if ax.images]
