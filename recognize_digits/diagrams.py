@@ -74,7 +74,8 @@ def _grid_of_numbers(ax, values, title, shade=None, box=None, fmt="{:g}"):
 def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
     """A convolution worked through: the padded input with the receptive field of one
     output value outlined, the kernel, and the output, whose size is
-    ``(H - F + 2P) / S + 1``. Defaults: a 5x5 input, a 3x3 kernel, stride 2, padding 1."""
+    ``floor((H - F + 2P) / S) + 1`` (a window that would pass the edge is not taken).
+    Defaults: a 5x5 input, a 3x3 kernel, stride 2, padding 1."""
     image = np.arange(1, 26).reshape(5, 5) % 4 if image is None else np.asarray(image)
     kernel = np.array([[1, 0, -1]] * 3) if kernel is None else np.asarray(kernel)  # edges
     f, h = len(kernel), len(image)
@@ -91,8 +92,8 @@ def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
     _grid_of_numbers(axes[1], kernel, f"kernel {f}x{f}")
     _grid_of_numbers(axes[2], out, f"output {out_size}x{out_size}, stride {stride}",
                      shade=_marked(out.shape, at))
-    fig.suptitle(f"H_out = (H - F + 2P) / S + 1 = ({h} - {f} + 2·{padding}) / {stride} + 1 "
-                 f"= {out_size}; the red window gives the output shaded", fontsize=10)
+    fig.suptitle(f"H_out = ⌊(H - F + 2P) / S⌋ + 1 = ⌊({h} - {f} + 2·{padding}) / {stride}⌋"
+                 f" + 1 = {out_size}; the red window gives the output shaded", fontsize=10)
     fig.tight_layout()
     return fig
 

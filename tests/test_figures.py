@@ -93,6 +93,12 @@ def test_convolution_figure_computes_the_output():
     assert corner[0] == "4" and corner[4] == "9"  # a corner sees 4 ones, the centre 9
 
 
+def test_convolution_figure_floors_the_output_size():
+    fig = draws(diagrams.plot_convolution(image=np.ones((6, 6)), stride=2, padding=1))
+    assert "⌊(6 - 3 + 2·1) / 2⌋ + 1 = 3;" in fig._suptitle.get_text()  # 2.5 floored, + 1
+    assert fig.axes[2].images[0].get_array().shape == (3, 3)
+
+
 def test_pooling_figure_keeps_the_largest_of_each_window():
     fig = draws(diagrams.plot_pooling())
     assert [t.get_text() for t in fig.axes[1].texts] == ["5", "2", "2", "8"]
