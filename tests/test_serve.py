@@ -84,8 +84,10 @@ def black_png(width, height):
      "bad_pixels"),
     ("POST", "/predict", json.dumps({"pixels": [[128] * 50] * 50}).encode(), "application/json",
      400, "blank", "blank_image"),
-    ("POST", "/predict", black_png(5, 5), "image/png", 400, "too small", "image_too_small"),
-    ("POST", "/predict", black_png(1000, 10), "image/png", 400, "too narrow", "image_too_narrow"),
+    pytest.param("POST", "/predict", black_png(5, 5), "image/png", 400, "too small",
+                 "image_too_small", id="5x5"),
+    pytest.param("POST", "/predict", black_png(1000, 10), "image/png", 400, "too narrow",
+                 "image_too_narrow", id="1000x10"),
     ("POST", "/nowhere", b"", "image/png", 404, "POST /predict", "not_found"),
     ("GET", "/secret", b"", None, 404, "no page", "not_found"),
 ])
@@ -308,7 +310,8 @@ def test_a_labelled_drawing_is_kept_for_finetuning(correcting):
      "not_an_image"),
     ("/correct?digit=3", b'{"pixels": [[0]]}', "application/json", 415, "as an image",
      "unsupported_type"),
-    ("/correct?digit=3", black_png(280, 280), "image/png", 400, "blank", "blank_image"),
+    pytest.param("/correct?digit=3", black_png(280, 280), "image/png", 400, "blank",
+                 "blank_image", id="blank"),
 ])
 def test_bad_corrections_are_refused_and_nothing_is_kept(correcting, path, body, kind, status,
                                                          message, code):
