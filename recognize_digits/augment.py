@@ -3,8 +3,10 @@
 MNIST's digits were written on forms and carefully centred; a digit you write is more
 slanted, tilted, larger or smaller, off-centre, with a thinner or thicker pen, even
 after :func:`~recognize_digits.preprocess.mnist_style`. Training on digits moved the
-same ways teaches the model that these changes do not change the digit, so it reads
-users' own digits better. The chapter trains without it (``augment=False``).
+same ways teaches the model that these changes do not change the digit. It helps on
+digits changed that way (MNIST's own, photographed) and costs a little on clean pen
+strokes: README's "Your own handwriting" has the figures per source. The chapter trains
+without it (``augment=False``).
 """
 
 import numpy as np

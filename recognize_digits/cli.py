@@ -36,8 +36,9 @@ def _validation_option(parser):
 def _augment_option(parser, default=False):
     parser.add_argument("--augment", action="store_true", default=default,
                         help="train on randomly rotated, scaled, slanted, shifted, thinner and "
-                        "thicker copies of the training digits, for a model that reads users' "
-                        "own digits better (default: off, the chapter's settings)")
+                        "thicker copies of the training digits; better on some kinds of users' "
+                        "digits, worse on others: score both with evaluate --images (default: "
+                        "off, the chapter's settings)")
 
 
 def _port(text):
@@ -430,8 +431,7 @@ def _serve(args):
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); "
                           f"choose another {option}") from None
     host, port = server.server_address[:2]
-    for line in _serve_notes(model, args.corrections):
-        print(line, flush=True)
+    print(_corrections_note(model, args.corrections), flush=True)
     print(f"Draw a digit at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
@@ -441,37 +441,15 @@ def _serve(args):
         server.server_close()
 
 
-def _serve_notes(model, corrections):
-    """What serve says at start-up: whether the model suits drawn digits, and how to teach
-    it your handwriting (an ONNX file through the Paddle model it was exported from)."""
+def _corrections_note(model, corrections):
+    """Where serve keeps the drawings and how to learn from them (for an ONNX file, through
+    the Paddle model it was exported from)."""
     onnx = Path(model).suffix.lower() == ".onnx"
-    notes = []
-    if not _trained_with_augmentation(model):
-        train = ("train one with 'recognize-digits train --augment --save-dir digits.model' "
-                 "and export it" if onnx else
-                 f"train one for them with 'recognize-digits train --augment --save-dir {model}'")
-        notes.append(f"Note: this model was trained without --augment, so it reads drawn digits "
-                     f"less well; {train}")
-    source = "MODEL" if onnx else model
-    notes.append(f"Drawings you label on the page are kept in {corrections}; teach the model your "
-                 f"handwriting with 'recognize-digits finetune --model-dir {source} --images "
-                 f"{corrections} --save-dir mine.model'"
-                 + (" (MODEL: the Paddle model it was exported from; then export mine.model)"
-                    if onnx else ""))
-    return notes
-
-
-def _trained_with_augmentation(model):
-    """What the model's metrics.json (or an exported model's metadata) says; True when it
-    cannot tell: no note then."""
-    try:
-        if Path(model).suffix.lower() == ".onnx":
-            from .export import metadata
-
-            return metadata(model).get("augment", True)
-        return json.loads((Path(model) / "metrics.json").read_text()).get("augment", False)
-    except (OSError, ValueError, AttributeError, RecognizeDigitsError):
-        return True
+    return (f"Drawings you label on the page are kept in {corrections}; teach the model your "
+            f"handwriting with 'recognize-digits finetune --model-dir {'MODEL' if onnx else model} "
+            f"--images {corrections} --save-dir mine.model'"
+            + (" (MODEL: the Paddle model it was exported from; then export mine.model)"
+               if onnx else ""))
 
 
 def _download(args):

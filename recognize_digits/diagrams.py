@@ -1,12 +1,16 @@
 """The chapter's explanatory figures, drawn from the models and programs themselves:
-activation functions, the networks, convolution and pooling on small numbers, the static
-graph, the preprocessing step by step, and what a trained model learned (filters,
-feature maps, softmax regression's templates).
+activation functions, the networks (with their +1 bias units and all ten outputs),
+convolution on small numbers (one channel, and several channels summed into one map),
+max and average pooling, the static graph, the preprocessing step by step, and what a
+trained model learned (filters, feature maps, softmax regression's templates, each set
+on one colour scale with its colour bar).
 
 Like :mod:`.plot`, with matplotlib's object API (no pyplot state).
 """
 
 import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -52,6 +56,11 @@ def _grid_of_numbers(ax, values, title, shade=None, box=None, fmt="{:g}"):
               cmap="Greys", vmin=0, vmax=1)
     for (r, c), v in np.ndenumerate(values):
         ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=9)
+    # the cell edges are minor ticks; the major ticks go at the centres, because
+    # matplotlib drops a minor tick that falls on a major one, and the automatic major
+    # ticks (every 0.5 on a tall axis) took every horizontal line away
+    ax.set_xticks(np.arange(values.shape[1]))
+    ax.set_yticks(np.arange(values.shape[0]))
     ax.set_xticks(np.arange(-0.5, values.shape[1]), minor=True)
     ax.set_yticks(np.arange(-0.5, values.shape[0]), minor=True)
     ax.grid(which="minor", color="gray", lw=0.5)
@@ -65,14 +74,14 @@ def _grid_of_numbers(ax, values, title, shade=None, box=None, fmt="{:g}"):
 def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
     """A convolution worked through: the padded input with the receptive field of one
     output value outlined, the kernel, and the output, whose size is
-    ``(H - F + 2P) / S + 1``. Defaults: a 5x5 input, a 3x3 kernel, stride 2, padding 1."""
+    ``floor((H - F + 2P) / S) + 1`` (a window that would pass the edge is not taken).
+    Defaults: a 5x5 input, a 3x3 kernel, stride 2, padding 1."""
     image = np.arange(1, 26).reshape(5, 5) % 4 if image is None else np.asarray(image)
     kernel = np.array([[1, 0, -1]] * 3) if kernel is None else np.asarray(kernel)  # edges
     f, h = len(kernel), len(image)
     padded = np.pad(image, padding)
-    out_size = (h - f + 2 * padding) // stride + 1
-    out = np.array([[(padded[r * stride:r * stride + f, c * stride:c * stride + f] * kernel).sum()
-                     for c in range(out_size)] for r in range(out_size)])
+    out = _convolve(padded, kernel, stride)
+    out_size = len(out)
     fig = Figure(figsize=(9, 3.3))
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [len(padded), f, out_size]})
     pad_mask = np.ones_like(padded, dtype=float)
@@ -81,27 +90,87 @@ def plot_convolution(image=None, kernel=None, stride=2, padding=1, at=(0, 1)):
     _grid_of_numbers(axes[0], padded, f"input {h}x{h}, padding {padding} (grey)",
                      shade=pad_mask, box=(r * stride, c * stride, f))
     _grid_of_numbers(axes[1], kernel, f"kernel {f}x{f}")
-    mark = np.zeros_like(out, dtype=float)
-    mark[r, c] = 1
-    _grid_of_numbers(axes[2], out, f"output {out_size}x{out_size}, stride {stride}", shade=mark)
-    fig.suptitle(f"H_out = (H - F + 2P) / S + 1 = ({h} - {f} + 2·{padding}) / {stride} + 1 "
-                 f"= {out_size}; the red window gives the output shaded", fontsize=10)
+    _grid_of_numbers(axes[2], out, f"output {out_size}x{out_size}, stride {stride}",
+                     shade=_marked(out.shape, at))
+    fig.suptitle(f"H_out = ⌊(H - F + 2P) / S⌋ + 1 = ⌊({h} - {f} + 2·{padding}) / {stride}⌋"
+                 f" + 1 = {out_size}; the red window gives the output shaded", fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def _marked(shape, at):
+    """A mask of ``shape`` with the one cell ``at`` set: the output value being explained."""
+    mark = np.zeros(shape)
+    mark[at] = 1
+    return mark
+
+
+def _convolve(padded, kernel, stride=1):
+    """Each output value is the window of ``padded`` under ``kernel`` times the kernel,
+    summed, the windows ``stride`` apart: a cross-correlation, as Paddle's conv2d."""
+    f = len(kernel)
+    size = (len(padded) - f) // stride + 1
+    return np.array([[(padded[r * stride:r * stride + f, c * stride:c * stride + f] * kernel).sum()
+                      for c in range(size)] for r in range(size)])
+
+
+def plot_multichannel_convolution(image=None, kernel=None, bias=1, at=(0, 0)):
+    """A ``[D, H, H]`` input convolved by one filter of ``[D, F, F]`` weights and a bias
+    (stride 1, no padding), the chapter's multi-channel case: each channel is convolved
+    with its own slice of the filter, and the D results are summed, plus the bias, into
+    ONE output map. The output value at ``at`` is added up under the figure, so that a
+    learner can check it by hand. Defaults: 3 channels of 4x4, a 3x3x3 filter."""
+    image = np.arange(48).reshape(3, 4, 4) * 5 % 7 % 3 if image is None else np.asarray(image)
+    kernel = (np.arange(27).reshape(3, 3, 3) * 5 % 7 % 3 - 1 if kernel is None
+              else np.asarray(kernel))
+    (d, h, _), f = image.shape, kernel.shape[-1]
+    parts = [_convolve(channel, weights) for channel, weights in zip(image, kernel, strict=True)]
+    out = sum(parts) + bias
+    r, c = at
+    mark = _marked(out.shape, at)
+    fig = Figure(figsize=(8.5, 2 * d + 1.2))
+    grid = fig.add_gridspec(d, 4, width_ratios=[h, f, len(out), len(out)])
+    for i in range(d):
+        _grid_of_numbers(fig.add_subplot(grid[i, 0]), image[i], f"input channel {i + 1}",
+                         box=(r, c, f))
+        _grid_of_numbers(fig.add_subplot(grid[i, 1]), kernel[i], f"∗ kernel slice {i + 1}")
+        _grid_of_numbers(fig.add_subplot(grid[i, 2]), parts[i],
+                         f"= channel {i + 1} ∗ slice {i + 1}", shade=mark)
+    _grid_of_numbers(fig.add_subplot(grid[:, 3]), out,
+                     f"output: the {d} summed\n+ bias {bias:g}", shade=mark)
+    terms = " + ".join(f"({v:g})" if v < 0 else f"{v:g}" for v in [p[r, c] for p in parts] + [bias])
+    fig.supxlabel(f"the shaded output: {terms} = {out[r, c]:g}  (the red windows times their "
+                  f"slices, summed, plus the bias)", fontsize=9)
+    fig.suptitle(f"one filter = D·F·F weights + 1 bias = {d}·{f}·{f} + 1 = {d * f * f + 1} "
+                 f"parameters, one output map;\nK filters make K maps: D·F·F·K + K parameters "
+                 f"(LeNet-5's second layer: 20·5·5·50 + 50 = 25,050)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _checkerboard(shape, size):
+    """1 on every other ``size`` x ``size`` window, 0 on the rest, so that neighbouring
+    windows differ: cell (r, c) is in window (r // size, c // size)."""
+    rows, columns = np.indices(shape) // size
+    return ((rows + columns) % 2).astype(float)
+
+
 def plot_pooling(values=None, size=2):
-    """Max pooling worked through: each ``size`` x ``size`` window keeps its largest value."""
+    """Max and average pooling worked through on the same input: each ``size`` x ``size``
+    window (stride ``size``) gives its largest value, or its mean; the shading pairs each
+    window with the output it gives. Either way a quarter of the values remain, and a
+    feature moved inside its window gives the same maximum."""
     values = (np.array([[1, 3, 2, 0], [5, 4, 1, 1], [0, 2, 6, 7], [1, 1, 8, 3]])
               if values is None else np.asarray(values))
-    n = len(values) // size
-    pooled = values.reshape(n, size, n, size).max(axis=(1, 3))
-    fig = Figure(figsize=(6, 2.8))
-    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [len(values), n]})
-    windows = np.add.outer(np.arange(len(values)) // size * n, np.arange(len(values)) // size)
-    _grid_of_numbers(axes[0], values, f"input {len(values)}x{len(values)}",
-                     shade=(windows % 2 == 1).astype(float))
-    _grid_of_numbers(axes[1], pooled, f"{size}x{size} max pooling, stride {size}")
+    h, w = values.shape
+    windows = values.reshape(h // size, size, w // size, size)
+    fig = Figure(figsize=(8, 2.8))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [w, w // size, w // size]})
+    _grid_of_numbers(axes[0], values, f"input {h}x{w}", shade=_checkerboard(values.shape, size))
+    for ax, name, pooled in ((axes[1], "max", windows.max(axis=(1, 3))),
+                             (axes[2], "average", windows.mean(axis=(1, 3)))):
+        _grid_of_numbers(ax, pooled, f"{name} pooling\n{size}x{size}, stride {size}",
+                         shade=_checkerboard(pooled.shape, 1))
     fig.tight_layout()
     return fig
 
@@ -118,30 +187,43 @@ def plot_network(model):
 
 
 def _unit_diagram(sizes, count):
-    """Layers of units (at most 8 drawn each, the rest as dots), every unit joined to
-    every unit of the next layer; the last layer is the softmax."""
-    fig = Figure(figsize=(2.4 * len(sizes), 3.6))
+    """Layers of units, every unit joined to every unit of the next layer by a weight. A
+    bias is drawn as what it is, the weight from a unit that is always +1 (one under each
+    layer but the last, dashed lines), so that (n + 1)·m counts a layer's parameters. The
+    output layer is drawn whole, a unit per digit; wider layers show 8 units and dots."""
+    fig = Figure(figsize=(2.4 * len(sizes), 4.2))
     ax = fig.add_subplot()
-    shown = [min(size, 8) for size in sizes]
-    ys = [np.linspace(-1, 1, n) if n > 1 else np.zeros(1) for n in shown]
-    for i in range(len(sizes) - 1):
-        for y0 in ys[i]:
-            for y1 in ys[i + 1]:
-                ax.plot([i, i + 1], [y0, y1], color="lightgray", lw=0.5, zorder=1)
+    last = len(sizes) - 1
+    ys = [np.linspace(1, -1, size if i == last else min(size, 8)) for i, size in enumerate(sizes)]
+    bias = -1.35  # the height of the +1 units
+    for i in range(last):
+        _join(ax, i, ys[i], ys[i + 1], color="lightgray", lw=0.5)
+        _join(ax, i, [bias], ys[i + 1], color="tab:red", alpha=0.6, lw=0.6, ls="--")
+        ax.scatter([i], [bias], s=320, marker="s", color="white", edgecolor="tab:red", zorder=2)
+        ax.text(i, bias, "+1", ha="center", va="center", fontsize=8, color="tab:red", zorder=3)
     for i, (size, y) in enumerate(zip(sizes, ys)):
-        last = i == len(sizes) - 1
-        colour = "tab:orange" if last else "tab:green" if i else "tab:blue"
-        ax.scatter(np.full(len(y), i), y, s=120, color=colour, zorder=2)
+        colour = "tab:orange" if i == last else "tab:green" if i else "tab:blue"
+        ax.scatter(np.full(len(y), i), y, s=100, color=colour, zorder=2)
         if size > len(y):
             ax.text(i + 0.08, 0, "⋮", fontsize=14, va="center")
-        name = "input x (pixels)" if i == 0 else "softmax y" if last else f"hidden {i} (ReLU)"
-        ax.text(i, -1.35, f"{name}\n{size} units", ha="center", va="top", fontsize=9)
-    ax.set_xlim(-0.5, len(sizes) - 0.5)
-    ax.set_ylim(-1.9, 1.3)
+        name = "input x (pixels)" if i == 0 else "softmax y" if i == last else f"hidden {i} (ReLU)"
+        ax.text(i, -1.65, f"{name}\n{size} units", ha="center", va="top", fontsize=9)
+    for digit, y in enumerate(ys[last]):
+        ax.text(last + 0.1, y, str(digit), va="center", fontsize=8)
+    ax.set_xlim(-0.5, last + 0.5)
+    ax.set_ylim(-2.05, 1.2)
     ax.axis("off")
-    ax.set_title(f"every line a weight: {count:,} parameters with the biases", fontsize=10)
+    formula = " + ".join(f"({a} + 1)·{b}" for a, b in zip(sizes, sizes[1:]))
+    ax.set_title(f"every line a weight, the dashed ones from a +1 unit: the biases\n"
+                 f"{formula} = {count:,} parameters", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _join(ax, x, ys, next_ys, **style):
+    """A line from each unit at height ``ys`` in layer ``x`` to each unit of layer x + 1."""
+    ax.add_collection(LineCollection([[(x, y0), (x + 1, y1)] for y0 in ys for y1 in next_ys],
+                                     zorder=1, **style))
 
 
 def _block_diagram(rows, count):
@@ -225,47 +307,53 @@ def plot_static_graph(programs):
     return fig
 
 
-def plot_feature_maps(maps, title, columns=10):
-    """Each channel of one image's ``[C, H, W]`` activations as a small picture."""
+def plot_feature_maps(maps, title, columns=10, label="activation"):
+    """Each channel of one image's ``[C, H, W]`` activations as a small picture, all on
+    one colour scale from the smallest value to the largest, so that channels compare
+    and the one colour bar reads every picture."""
     maps = np.asarray(maps)
-    rows = -(-len(maps) // columns)
-    fig = Figure(figsize=(columns * 0.8, rows * 0.85 + 0.4))
-    for i, m in enumerate(maps):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        ax.imshow(m, cmap="viridis")
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _panels(maps, Normalize(maps.min(), maps.max()), "viridis", label, columns,
+                   title=title)
 
 
 def plot_filters(weights, title="first-layer filters"):
-    """A convolution's ``[C, 1, k, k]`` filters, each as a k x k picture (red positive,
-    blue negative)."""
+    """A convolution's ``[C, 1, k, k]`` filters, each as a k x k picture on one scale
+    symmetric about 0 (red positive, blue negative, white 0)."""
     weights = np.asarray(weights)[:, 0]
-    limit = np.abs(weights).max()
-    columns = min(10, len(weights))
-    rows = -(-len(weights) // columns)
-    fig = Figure(figsize=(columns * 0.8, rows * 0.85 + 0.4))
-    for i, w in enumerate(weights):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _panels(weights, _symmetric(weights), "RdBu_r", "weight", min(10, len(weights)),
+                   title=title)
 
 
 def plot_templates(weights):
     """Softmax regression's ``[784, 10]`` weights as ten 28x28 templates: where ink raises
-    a digit's score (red) and where it lowers it (blue)."""
+    a digit's score (red) and where it lowers it (blue), on one scale."""
     weights = np.asarray(weights)
-    limit = np.abs(weights).max()
-    fig = Figure(figsize=(10, 1.5))
-    for digit in range(10):
-        ax = fig.add_subplot(1, 10, digit + 1)
-        ax.imshow(weights[:, digit].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(str(digit), fontsize=9)
+    templates = weights.T.reshape(10, 28, 28)
+    return _panels(templates, _symmetric(weights), "RdBu_r", "weight", 10,
+                   titles=[str(digit) for digit in range(10)])
+
+
+def _symmetric(values):
+    """A colour scale from -m to m, m the largest magnitude: 0 at the middle colour."""
+    limit = np.abs(values).max()
+    return Normalize(-limit, limit)
+
+
+def _panels(images, norm, cmap, label, columns, titles=None, title=None):
+    """Small pictures in rows of ``columns``, all drawn with the one ``norm`` and read by
+    one colour bar labelled ``label``: a bar per picture, or a scale per picture, would
+    make equal colours mean different values."""
+    rows = -(-len(images) // columns)
+    fig = Figure(figsize=(columns * 0.8 + 1, rows * 0.85 + 0.6), layout="constrained")
+    axes = []
+    for i, image in enumerate(images):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        picture = ax.imshow(image, cmap=cmap, norm=norm)
+        if titles:
+            ax.set_title(titles[i], fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
+        axes.append(ax)
+    fig.colorbar(picture, ax=axes, label=label, shrink=0.9 if rows > 1 else 1)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig

@@ -18,7 +18,12 @@ class DataError(RecognizeDigitsError, ValueError):
 
 
 class ImageError(RecognizeDigitsError, ValueError):
-    """An image to recognise cannot be read."""
+    """An image to recognise cannot be read. ``code`` names the problem in a word that does
+    not change with the wording, for the draw page to say it in its own language."""
+
+    def __init__(self, message, code="bad_image"):
+        super().__init__(message)
+        self.code = code
 
 
 class ModelError(RecognizeDigitsError, ValueError):

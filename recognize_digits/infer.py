@@ -67,14 +67,15 @@ def open_image(path):
             width, height = im.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{name}: {width}x{height} pixels is too large (at most "
-                                 f"{MAX_PIXELS:,} pixels); scale it down first")
+                                 f"{MAX_PIXELS:,} pixels); scale it down first", "image_too_large")
             if max(width, height) > MAX_ASPECT * min(width, height):
                 raise ImageError(f"{name}: {width}x{height} pixels is too narrow to hold a "
                                  f"digit (one side over {MAX_ASPECT} times the other); crop "
-                                 f"it around the digit")
+                                 f"it around the digit", "image_too_narrow")
             if min(width, height) < MIN_SIDE:
                 raise ImageError(f"{name}: {width}x{height} pixels is too small to hold a "
-                                 f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}")
+                                 f"digit; use an image at least {MIN_SIDE}x{MIN_SIDE}",
+                                 "image_too_small")
             # JPEG: decode at a fraction of the size, in colour (ink and paper may differ
             # in hue only) and large enough that a thin pen line survives the reduction
             im.draft(im.mode, (4 * WORK_SIDE, 4 * WORK_SIDE))
@@ -83,11 +84,11 @@ def open_image(path):
         raise
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: too large to decode safely (at most {MAX_PIXELS:,} "
-                         f"pixels); scale it down first") from None
+                         f"pixels); scale it down first", "image_too_large") from None
     except (OSError, SyntaxError, ValueError) as e:
         detail = str(e).replace(f" {path!r}", "")  # Pillow names an open file by its repr
         raise ImageError(f"{name}: cannot read it as an image ({detail}); is it a complete "
-                         f"PNG, JPEG or other picture?") from None
+                         f"PNG, JPEG or other picture?", "not_an_image") from None
 
 
 def to_grey(im):
@@ -114,7 +115,7 @@ def to_input(grey, preprocess=True, name="the image"):
     try:
         return normalize(mnist_style(np.asarray(grey)))
     except ImageError as e:
-        raise ImageError(f"{name}: {e}") from None
+        raise ImageError(f"{name}: {e}", e.code) from None
 
 
 class InferenceModel:

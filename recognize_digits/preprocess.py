@@ -132,7 +132,7 @@ def mnist_style_steps(gray):
     steps.append(("background and noise removed", _ink(steps[-1][1], _noise(gray))))
     if steps[-1][1].max() <= 0:
         raise ImageError("no digit found: the image is blank (no ink stands out from "
-                         "its background)")
+                         "its background)", "blank_image")
     steps.append(("frames and paper edges removed", _without_frames(steps[-1][1])))
     steps.append(("cropped to the ink", _crop(steps[-1][1])))
     steps.append(("strokes of MNIST's width", _stroke_width(steps[-1][1])))

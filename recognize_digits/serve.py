@@ -6,10 +6,22 @@ takes a PNG (or any image) or JSON ``{"pixels": [[0-255, ...], ...]}`` of grey v
 answers ``{"digit", "probabilities", "input"}``, ``input`` being the 28x28 image the model
 saw; and ``POST /correct?digit=D`` with the drawing, which keeps it as a ``D`` in the
 corrections folder, for ``recognize-digits finetune --images`` (at most
-:data:`MAX_CORRECTIONS` drawings). Bad requests get a 4xx status and ``{"error": "..."}``, whatever went wrong: a
-request must arrive whole within :data:`REQUEST_SECONDS`, and at most as many images are
-preprocessed at once as there are cores (the others wait their turn, up to
-:data:`BUSY_SECONDS`), so that memory stays bounded under any load.
+:data:`MAX_CORRECTIONS` drawings). A request must arrive whole within
+:data:`REQUEST_SECONDS`, and at most as many images are preprocessed at once as there are
+cores (the others wait their turn, up to :data:`BUSY_SECONDS`), so that memory stays
+bounded under any load.
+
+Whatever went wrong, the answer is a 4xx or 5xx status and ``{"error": "...", "code":
+"..."}``: ``error`` says it in English for people, ``code`` names it in a word that stays
+the same when the wording changes, for the page to say it in its own language:
+
+``not_found`` (no such page or endpoint), ``method_not_allowed``, ``bad_request`` (a
+request the standard library cannot parse), ``timeout`` (not whole in time), ``bad_length``
+(no single valid Content-Length), ``too_large`` (the body), ``unsupported_type`` (the
+Content-Type), ``bad_json``, ``bad_pixels`` (JSON pixels not rows of numbers, or too many),
+``not_an_image``, ``image_too_large``, ``image_too_small``, ``image_too_narrow``,
+``blank_image`` (no digit found), ``busy`` (503), ``bad_digit`` (``/correct``'s digit),
+``no_corrections`` (the server keeps none) and ``too_many_corrections`` (507).
 """
 
 import io
@@ -48,9 +60,11 @@ MAX_CORRECTIONS = 1000  # drawings kept in the corrections folder, at most MAX_B
 
 
 class BadRequest(Exception):
-    def __init__(self, status, message):
+    """An answer other than 200: its status, its code (listed above) and its message."""
+
+    def __init__(self, status, code, message):
         super().__init__(message)
-        self.status = status
+        self.status, self.code = status, code
 
 
 class Recogniser:
@@ -76,20 +90,22 @@ class Recogniser:
         ``DIGIT/`` (the folder format of ``evaluate --images``) and the 28x28 image the
         model saw in ``seen/`` (named by time alone, so it is not read as a digit again)."""
         if self.corrections is None:
-            raise BadRequest(HTTPStatus.NOT_FOUND, "this server keeps no corrections; start "
-                             "it with --corrections DIR")
+            raise BadRequest(HTTPStatus.NOT_FOUND, "no_corrections", "this server keeps no "
+                             "corrections; start it with --corrections DIR")
         if not (len(digit) == 1 and digit in "0123456789"):
-            raise BadRequest(HTTPStatus.BAD_REQUEST, f"digit must be one of 0 to 9, not {digit!r}")
+            raise BadRequest(HTTPStatus.BAD_REQUEST, "bad_digit",
+                             f"digit must be one of 0 to 9, not {digit!r}")
         if not content_type.startswith("image/"):
-            raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the drawing to keep as an "
-                             "image (image/png, ...)")
+            raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_type",
+                             "send the drawing to keep as an image (image/png, ...)")
         x = self._read(body, content_type)
         with self.lock:  # one writer: the count and the names stay right
             kept = sum(1 for _ in self.corrections.glob("[0-9]/*.png"))
             if kept >= MAX_CORRECTIONS:
-                raise BadRequest(HTTPStatus.INSUFFICIENT_STORAGE, f"{self.corrections} holds "
-                                 f"{kept} drawings, the most it keeps; fine-tune on them, or "
-                                 f"start the server with another --corrections")
+                raise BadRequest(HTTPStatus.INSUFFICIENT_STORAGE, "too_many_corrections",
+                                 f"{self.corrections} holds {kept} drawings, the most it "
+                                 f"keeps; fine-tune on them, or start the server with another "
+                                 f"--corrections")
             name = f"{datetime.now():%Y%m%d-%H%M%S}-{kept + 1:04d}.png"
             for folder in (digit, "seen"):
                 (self.corrections / folder).mkdir(parents=True, exist_ok=True)
@@ -106,16 +122,17 @@ class Recogniser:
         elif content_type == "application/json":
             source = _pixels_png(body)
         else:
-            raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_type",
                              f"send an image (image/png, ...) or application/json, not "
                              f"{content_type or 'no content type'}")
         if not self.turns.acquire(timeout=BUSY_SECONDS):
-            raise BadRequest(HTTPStatus.SERVICE_UNAVAILABLE, f"busy for more than "
+            raise BadRequest(HTTPStatus.SERVICE_UNAVAILABLE, "busy", f"busy for more than "
                              f"{BUSY_SECONDS} s with other images; try again")
         try:
             x = load_image(source)
         except RecognizeDigitsError as e:
-            raise BadRequest(HTTPStatus.BAD_REQUEST, str(e)) from None
+            raise BadRequest(HTTPStatus.BAD_REQUEST, getattr(e, "code", "bad_image"),
+                             str(e)) from None
         finally:
             self.turns.release()
         return x
@@ -126,11 +143,11 @@ def _pixels_png(body):
     try:
         pixels = np.asarray(json.loads(body)["pixels"], np.float64)
     except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
-        raise BadRequest(HTTPStatus.BAD_REQUEST, 'malformed JSON: expected {"pixels": '
-                         '[[0-255, ...], ...]}') from None
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "bad_json",
+                         'malformed JSON: expected {"pixels": [[0-255, ...], ...]}') from None
     if pixels.ndim != 2 or max(pixels.shape) > MAX_PIXELS_SIDE or not np.isfinite(pixels).all():
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"pixels must be rows of numbers, at most "
-                         f"{MAX_PIXELS_SIDE}x{MAX_PIXELS_SIDE}")
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "bad_pixels", f"pixels must be rows of "
+                         f"numbers, at most {MAX_PIXELS_SIDE}x{MAX_PIXELS_SIDE}")
     png = io.BytesIO()
     Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(png, "PNG")
     png.seek(0)
@@ -152,7 +169,8 @@ def make_handler(recognise):
         def _too_slow(self):
             """The whole request did not arrive in time: answer 408 and cut the connection,
             which ends the read the handler is waiting in."""
-            body = json.dumps({"error": f"send the whole request within {REQUEST_SECONDS} s"})
+            body = json.dumps({"error": f"send the whole request within {REQUEST_SECONDS} s",
+                               "code": "timeout"})
             try:
                 self.connection.sendall(
                     f"HTTP/1.0 408 Request Timeout\r\nContent-Type: application/json\r\n"
@@ -173,19 +191,20 @@ def make_handler(recognise):
             if self.path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
             else:
-                self._error(HTTPStatus.NOT_FOUND, f"no page {self.path}; try / or POST /predict")
+                self._error(HTTPStatus.NOT_FOUND, "not_found",
+                            f"no page {self.path}; try / or POST /predict")
 
         def do_POST(self):
             try:
                 length = self._content_length()
             except BadRequest as e:
-                return self._refuse(e.status, str(e), DRAIN_BYTES)
+                return self._refuse(e.status, e.code, str(e), DRAIN_BYTES)
             where = urlsplit(self.path)
             if where.path not in ("/predict", "/correct"):
-                return self._refuse(HTTPStatus.NOT_FOUND,
+                return self._refuse(HTTPStatus.NOT_FOUND, "not_found",
                                     f"no endpoint {self.path}; POST /predict", length)
             if length > MAX_BODY:
-                return self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                return self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large",
                                     f"the body is {length:,} bytes; send at most {MAX_BODY:,}",
                                     length)
             body = self.rfile.read(length)
@@ -201,31 +220,32 @@ def make_handler(recognise):
                     digit = parse_qs(where.query).get("digit", [""])[0]
                     answer = recognise.correct(body, content_type, digit)
             except BadRequest as e:
-                return self._error(e.status, str(e))
+                return self._error(e.status, e.code, str(e))
             self._send(HTTPStatus.OK, json.dumps(answer).encode(), "application/json")
 
         def _content_length(self):
             """The body's size from its one Content-Length; other framings are refused."""
             if "Transfer-Encoding" in self.headers:
-                raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length,"
-                                 f" not Transfer-Encoding: {self.headers['Transfer-Encoding']}")
+                raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "bad_length", "send the body with "
+                                 "a Content-Length, not Transfer-Encoding: "
+                                 f"{self.headers['Transfer-Encoding']}")
             values = self.headers.get_all("Content-Length", [])
             if not values:
-                raise BadRequest(HTTPStatus.LENGTH_REQUIRED,
+                raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "bad_length",
                                  "send a Content-Length with the body's size in bytes")
             if len(values) > 1:
-                raise BadRequest(HTTPStatus.BAD_REQUEST,
+                raise BadRequest(HTTPStatus.BAD_REQUEST, "bad_length",
                                  f"send one Content-Length header, not {len(values)}")
             value = values[0].strip()
             if not (value.isascii() and value.isdigit()):  # int() would take -1, +1 and 1_0
-                raise BadRequest(HTTPStatus.BAD_REQUEST, f"Content-Length {value!r} is not a "
-                                 "size; send the body's size in bytes")
+                raise BadRequest(HTTPStatus.BAD_REQUEST, "bad_length", f"Content-Length "
+                                 f"{value!r} is not a size; send the body's size in bytes")
             return int(value)
 
-        def _refuse(self, status, message, length):
+        def _refuse(self, status, code, message, length):
             """Answer before reading the body, then drop up to ``length`` bytes of it and close."""
             self.close_connection = True
-            self._error(status, message)
+            self._error(status, code, message)
             deadline = time.monotonic() + DRAIN_SECONDS
             left = min(length, DRAIN_BYTES)
             self.connection.settimeout(DRAIN_IDLE)
@@ -239,8 +259,8 @@ def make_handler(recognise):
                 pass
 
         def do_other(self):
-            self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here; "
-                        f"GET / for the page, POST /predict with an image")
+            self._error(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", f"{self.command} "
+                        f"is not served here; GET / for the page, POST /predict with an image")
 
         do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_other
 
@@ -248,10 +268,12 @@ def make_handler(recognise):
             """The standard library's own errors (a malformed request line, a method it does
             not know, headers too long, ...) in the page's JSON, not as an HTML page."""
             self.close_connection = True
-            self._error(code, message or HTTPStatus(code).phrase)
+            kind = "method_not_allowed" if code == HTTPStatus.NOT_IMPLEMENTED else "bad_request"
+            self._error(code, kind, message or HTTPStatus(code).phrase)
 
-        def _error(self, status, message):
-            self._send(status, json.dumps({"error": message}).encode(), "application/json")
+        def _error(self, status, code, message):
+            body = json.dumps({"error": message, "code": code}).encode()
+            self._send(status, body, "application/json")
 
         def _send(self, status, body, content_type):
             self.send_response(status)

@@ -286,26 +286,21 @@ def test_evaluate_images_needs_labelled_images(cli_model, tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
-def test_serve_says_when_its_model_was_not_trained_for_your_digits(cli_model, tmp_path,
-                                                                   monkeypatch, capsys):
-    import shutil
+def test_serve_says_where_corrections_go_and_how_to_learn_from_them(cli_model, monkeypatch,
+                                                                   capsys):
     from http.server import ThreadingHTTPServer
 
     def stop_at_once(self, *args, **kwargs):  # as if Ctrl-C came right after the start
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ThreadingHTTPServer, "serve_forever", stop_at_once)
-    augmented = tmp_path / "augmented"
-    shutil.copytree(cli_model[0], augmented)
-    metrics = json.loads((augmented / "metrics.json").read_text())
-    (augmented / "metrics.json").write_text(json.dumps({**metrics, "augment": True}))
-    for model_dir, noted in ((cli_model[0], True), (augmented, False)):
-        assert cli.main(["serve", "--model-dir", str(model_dir), "--port", "0"]) == 0
-        lines = capsys.readouterr().out.splitlines()
-        assert lines[-1].startswith("Draw a digit at http://127.0.0.1:")
-        assert lines[-2].startswith("Drawings you label on the page are kept in my_digits; ")
-        assert f"'recognize-digits finetune --model-dir {model_dir} --images my_digits" in lines[-2]
-        assert (len(lines) == 3 and "trained without --augment" in lines[0]) is noted
+    model_dir = cli_model[0]
+    assert cli.main(["serve", "--model-dir", str(model_dir), "--port", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2  # no advice the measurements do not bear out (issue 22, point 5)
+    assert lines[0].startswith("Drawings you label on the page are kept in my_digits; ")
+    assert f"'recognize-digits finetune --model-dir {model_dir} --images my_digits" in lines[0]
+    assert lines[1].startswith("Draw a digit at http://127.0.0.1:")
 
 
 def test_predict_goes_on_past_an_image_it_cannot_read(cli_model, tmp_path):

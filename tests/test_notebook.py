@@ -58,3 +58,47 @@ def test_the_first_cell_says_how_to_install_beside_a_paddle_already_there(path):
     first = nbformat.read(path, as_version=4).cells[0].source
     assert 'pip install -e ".[cpu,notebook]"' in first and "!pip install -e .." in first
     assert "AI Studio" in first and "paddlepaddle-gpu" in first
+
+
+def markdown_cells(path):
+    return [cell.source for cell in nbformat.read(path, as_version=4).cells
+            if cell.cell_type == "markdown"]
+
+
+def prose(text):
+    """A markdown cell without its code: fenced blocks and `inline` spans."""
+    return re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
+
+
+@pytest.mark.parametrize("path", [NOTEBOOK, CHINESE], ids=["en", "cn"])
+def test_markdown_has_no_control_characters_and_balanced_formulas(path):
+    for text in markdown_cells(path):
+        # a literal TAB once turned "$\tanh$" into "<TAB>anh" (a Python string's "\t")
+        assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", text), repr(text[:80])
+        words = prose(text)
+        assert words.count("$$") % 2 == 0, words[:80]
+        inline = re.sub(r"\$\$.*?\$\$", "", words, flags=re.S)
+        dollars = re.findall(r"(?<!\\)\$", inline)
+        assert len(dollars) % 2 == 0, words[:80]
+        for formula in re.findall(r"(?<!\\)\$(.+?)(?<!\\)\$", inline, re.S):
+            assert "\n\n" not in formula, formula[:60]  # a span never runs across paragraphs
+
+
+def test_figures_are_numbered_in_order_and_alike_in_both_editions():
+    english = [int(n) for n in re.findall(r"Figures? (\d+)(?:\s+and\s+(\d+))?",
+                                          "\n".join(markdown_cells(NOTEBOOK))) for n in n if n]
+    chinese = [int(n) for n in re.findall(r"图 (\d+)", "\n".join(markdown_cells(CHINESE)))]
+    assert english and sorted(set(english)) == list(range(1, max(english) + 1))
+    assert sorted(set(chinese)) == sorted(set(english))
+    first_mentions = list(dict.fromkeys(english))
+    assert first_mentions == sorted(first_mentions)  # introduced in reading order
+
+
+@pytest.mark.parametrize("path", [NOTEBOOK, CHINESE], ids=["en", "cn"])
+def test_every_reference_listed_is_cited(path):
+    text = "\n".join(markdown_cells(path))
+    listed = [int(n) for n in re.findall(r"^(\d+)\. [A-Z]\. ", text, re.M)]
+    body = re.sub(r"^\d+\. [A-Z]\. .*$", "", text, flags=re.M)
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", body)}
+    assert listed == list(range(1, len(listed) + 1)) and len(listed) >= 10
+    assert cited == set(listed)

@@ -66,23 +66,38 @@ def test_json_pixels(server):
     assert status == 200 and json.loads(body)["digit"] == 3
 
 
-@pytest.mark.parametrize("method, path, body, content_type, status, message", [
+def black_png(width, height):
+    """An all-black image, as a PNG: blank, or too small or narrow for a digit."""
+    png = io.BytesIO()
+    Image.new("L", (width, height)).save(png, "PNG")
+    return png.getvalue()
+
+
+# each error's message, and its code: the page says the error in its own language by that
+@pytest.mark.parametrize("method, path, body, content_type, status, message, code", [
     ("POST", "/predict", b"not a picture", "image/png", 400,
-     "the uploaded image: cannot read it as an image (cannot identify image file)"),
-    ("POST", "/predict", b"{}", "text/plain", 415, "send an image"),
-    ("POST", "/predict", b"{pixels: [", "application/json", 400, "malformed JSON"),
-    ("POST", "/predict", b'{"pixels": [1, 2]}', "application/json", 400, "rows of numbers"),
+     "the uploaded image: cannot read it as an image (cannot identify image file)",
+     "not_an_image"),
+    ("POST", "/predict", b"{}", "text/plain", 415, "send an image", "unsupported_type"),
+    ("POST", "/predict", b"{pixels: [", "application/json", 400, "malformed JSON", "bad_json"),
+    ("POST", "/predict", b'{"pixels": [1, 2]}', "application/json", 400, "rows of numbers",
+     "bad_pixels"),
     ("POST", "/predict", json.dumps({"pixels": [[128] * 50] * 50}).encode(), "application/json",
-     400, "blank"),
-    ("POST", "/nowhere", b"", "image/png", 404, "POST /predict"),
-    ("GET", "/secret", b"", None, 404, "no page"),
+     400, "blank", "blank_image"),
+    pytest.param("POST", "/predict", black_png(5, 5), "image/png", 400, "too small",
+                 "image_too_small", id="5x5"),
+    pytest.param("POST", "/predict", black_png(1000, 10), "image/png", 400, "too narrow",
+                 "image_too_narrow", id="1000x10"),
+    ("POST", "/nowhere", b"", "image/png", 404, "POST /predict", "not_found"),
+    ("GET", "/secret", b"", None, 404, "no page", "not_found"),
 ])
-def test_bad_requests_get_a_4xx_with_a_message(server, method, path, body, content_type,
-                                               status, message):
+def test_bad_requests_get_a_4xx_with_a_message_and_a_code(server, method, path, body,
+                                                          content_type, status, message, code):
     got, kind, data = request(server, method, path, body, content_type)
     assert got == status and kind == "application/json"
     assert message in json.loads(data)["error"]
     assert "object at 0x" not in json.loads(data)["error"]  # no <_io.BytesIO object at ...>
+    assert json.loads(data)["code"] == code
 
 
 def test_too_large_is_refused_before_reading(server):
@@ -92,7 +107,9 @@ def test_too_large_is_refused_before_reading(server):
     conn.putheader("Content-Length", str(MAX_BODY + 1))
     conn.endheaders()  # and no body at all: the server must answer without waiting for it
     response = conn.getresponse()
-    assert response.status == 413 and "at most" in json.loads(response.read())["error"]
+    answer = json.loads(response.read())
+    assert response.status == 413 and "at most" in answer["error"]
+    assert answer["code"] == "too_large"
     conn.close()
     # and the server still answers
     assert request(server, "POST", "/predict", drawing(), "image/png")[0] == 200
@@ -134,7 +151,7 @@ def test_a_body_without_one_valid_content_length_is_refused(server, headers, bod
                                                             message):
     got, kind, data = send(server, [("Content-Type", "image/png"), *headers], body)
     assert got == status and kind == "application/json"
-    assert message in json.loads(data)["error"]
+    assert message in json.loads(data)["error"] and json.loads(data)["code"] == "bad_length"
 
 
 def test_too_large_is_answered_to_a_client_that_sends_it_all_first(server):
@@ -142,7 +159,7 @@ def test_too_large_is_answered_to_a_client_that_sends_it_all_first(server):
     status, kind, data = request(server, "POST", "/predict", b"x" * (30 * 1024 * 1024),
                                  "image/png")
     assert status == 413 and kind == "application/json"
-    assert "at most" in json.loads(data)["error"]
+    assert "at most" in json.loads(data)["error"] and json.loads(data)["code"] == "too_large"
 
 
 def test_slow_uploads_do_not_hold_up_others(server):
@@ -170,7 +187,7 @@ def test_slow_uploads_do_not_hold_up_others(server):
 def test_json_that_breaks_the_parser_is_a_400_with_a_json_error(server, body):
     status, kind, data = request(server, "POST", "/predict", body, "application/json")
     assert status == 400 and kind == "application/json"
-    assert "malformed JSON" in json.loads(data)["error"]
+    assert "malformed JSON" in json.loads(data)["error"] and json.loads(data)["code"] == "bad_json"
 
 
 @pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "BREW"])
@@ -186,6 +203,7 @@ def test_other_methods_get_an_answer_in_the_pages_json(server, method):
         assert data == b""
     else:
         assert "is not served here" in json.loads(data)["error"] or response.status == 501
+        assert json.loads(data)["code"] == "method_not_allowed"
 
 
 def test_a_request_must_arrive_whole_within_its_deadline(server, monkeypatch):
@@ -209,6 +227,7 @@ def test_a_request_must_arrive_whole_within_its_deadline(server, monkeypatch):
             pass
     assert time.monotonic() - start < serve.REQUEST_SECONDS + 5
     assert answer.startswith(b"HTTP/1.0 408") and b"within 10 s" in answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == "timeout"
 
 
 def test_many_connections_at_once_are_all_answered(server):
@@ -282,18 +301,24 @@ def test_a_labelled_drawing_is_kept_for_finetuning(correcting):
     assert all(p.parent.name in "38" for p in paths)
 
 
-@pytest.mark.parametrize("path, body, kind, status, message", [
-    ("/correct?digit=12", None, "image/png", 400, "digit must be one of 0 to 9"),
-    ("/correct?digit=../../x", None, "image/png", 400, "digit must be one of 0 to 9"),
-    ("/correct", None, "image/png", 400, "digit must be one of 0 to 9"),
-    ("/correct?digit=3", b"not a picture", "image/png", 400, "cannot read it as an image"),
-    ("/correct?digit=3", b'{"pixels": [[0]]}', "application/json", 415, "as an image"),
+@pytest.mark.parametrize("path, body, kind, status, message, code", [
+    ("/correct?digit=12", None, "image/png", 400, "digit must be one of 0 to 9", "bad_digit"),
+    ("/correct?digit=../../x", None, "image/png", 400, "digit must be one of 0 to 9",
+     "bad_digit"),
+    ("/correct", None, "image/png", 400, "digit must be one of 0 to 9", "bad_digit"),
+    ("/correct?digit=3", b"not a picture", "image/png", 400, "cannot read it as an image",
+     "not_an_image"),
+    ("/correct?digit=3", b'{"pixels": [[0]]}', "application/json", 415, "as an image",
+     "unsupported_type"),
+    pytest.param("/correct?digit=3", black_png(280, 280), "image/png", 400, "blank",
+                 "blank_image", id="blank"),
 ])
 def test_bad_corrections_are_refused_and_nothing_is_kept(correcting, path, body, kind, status,
-                                                         message):
+                                                         message, code):
     address, folder = correcting
     got, _, data = request(address, "POST", path, drawing() if body is None else body, kind)
     assert got == status and message in json.loads(data)["error"]
+    assert json.loads(data)["code"] == code
     assert not folder.exists() or not list(folder.rglob("*.png"))
 
 
@@ -302,11 +327,14 @@ def test_corrections_stop_at_their_limit(correcting, monkeypatch):
 
     monkeypatch.setattr(serve, "MAX_CORRECTIONS", 2)
     address, folder = correcting
-    assert [request(address, "POST", "/correct?digit=1", drawing(), "image/png")[0]
-            for _ in range(3)] == [200, 200, 507]
+    answers = [request(address, "POST", "/correct?digit=1", drawing(), "image/png")
+               for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 507]
+    assert json.loads(answers[-1][2])["code"] == "too_many_corrections"
     assert len(list(folder.glob("[0-9]/*.png"))) == 2
 
 
 def test_without_a_folder_nothing_is_kept(server):
     status, _, data = request(server, "POST", "/correct?digit=3", drawing(), "image/png")
     assert status == 404 and "--corrections" in json.loads(data)["error"]
+    assert json.loads(data)["code"] == "no_corrections"
