@@ -215,4 +215,5 @@ def test_the_command_line_passes_augment_on(command, tmp_path, monkeypatch, caps
     with pytest.raises(SystemExit):
         cli.main([command, "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "reads users' own digits better (default: off, the chapter's settings)" in help_text
+    assert ("better on some kinds of users' digits, worse on others: score both with evaluate "
+            "--images (default: off, the chapter's settings)") in help_text
