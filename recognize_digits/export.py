@@ -7,10 +7,7 @@ where Paddle does not. Paddle's ``paddle2onnx`` (the ``[export]`` extra) convert
 saved ``model.json`` + ``model.pdiparams`` directly, whichever graph mode trained it.
 """
 
-import contextlib
 import json
-import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import numpy as np
 
 from .data import load_mnist
 from .errors import ConfigError, ModelError, check_positive, one_line
-from .infer import InferenceModel, check_inputs, predict_all
+from .infer import InferenceModel, check_inputs, descriptors_held, predict_all
 from .storage import replace_file
 
 OPSET = 13  # read by every ONNX Runtime of the last years, onnxruntime-web and TensorRT
@@ -93,7 +90,7 @@ def check_output(onnx_path, force=False):
 def _convert(paddle2onnx, files, target):
     """paddle2onnx on the saved program and parameters, its own printing held back
     (it prints each step, from C++ too) and given in one line if it fails."""
-    with _output_held() as held:
+    with descriptors_held(1, 2) as held:
         try:
             paddle2onnx.export(str(files[0]), str(files[1]), save_file=str(target),
                                opset_version=OPSET, auto_upgrade_opset=False,
@@ -103,26 +100,6 @@ def _convert(paddle2onnx, files, target):
                              f"({one_line(e)})") from None
     if not Path(target).stat().st_size:
         raise ModelError(f"{files[0].parent}: paddle2onnx wrote nothing ({_last_line(held)})")
-
-
-@contextlib.contextmanager
-def _output_held():
-    """Standard output and error (descriptors 1 and 2) into a temporary file for a while;
-    yields a function giving what was written there."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as held:
-        for fd in (1, 2):
-            os.dup2(held.fileno(), fd)
-        try:
-            yield lambda: (held.seek(0), held.read().decode(errors="replace"))[1]
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in zip((1, 2), saved):
-                os.dup2(copy, fd)
-                os.close(copy)
 
 
 def _last_line(held):

@@ -207,27 +207,36 @@ class InferenceModel:
 
 
 @contextlib.contextmanager
-def _native_errors_held():
-    """Hold back what native code writes to the process's standard error (descriptor 2)
-    while a model loads, and give it back if loading works: a damaged file makes Paddle's
-    C++ libraries print lines of their own (``[libprotobuf ERROR ...]``) before Python
-    sees the error, which the package then says in one line."""
+def descriptors_held(*fds):
+    """What is written to the process's descriptors ``fds`` (1, 2: native code's prints
+    too) goes into a temporary file for a while; yields a function that reads it."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = [os.dup(fd) for fd in fds]
     with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
+        for fd in fds:
+            os.dup2(held.fileno(), fd)
         try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            raise
-        else:
-            sys.stderr.flush()  # Python's own lines of the while, in order
-            os.dup2(saved, 2)
-            held.seek(0)
-            os.write(2, held.read())
+            yield lambda: (held.seek(0), held.read().decode(errors="replace"))[1]
         finally:
-            os.close(saved)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip(fds, saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+@contextlib.contextmanager
+def _native_errors_held():
+    """Hold back what native code writes to standard error while a model loads, and give
+    it back if loading works: a damaged file makes Paddle's C++ libraries print lines of
+    their own (``[libprotobuf ERROR ...]``) before Python sees the error, which the package
+    then says in one line."""
+    with descriptors_held(2) as held:
+        yield
+        written = held()  # not reached when loading fails: then it stays held back
+    if written:
+        os.write(2, written.encode())
 
 
 def _check_sum(params, train_one):
