@@ -15,8 +15,10 @@ for note in ("No ccache found", "When training, we now always track", "Tensor do
     warnings.filterwarnings("ignore", message=note)
 # Left to float, the OpenMP threads that oneDNN computes with share one core in about
 # half of all runs, which halves batch prediction speed; one thread per core keeps them
-# apart. It is read when OpenMP starts; set KMP_AFFINITY=disabled to opt out.
-os.environ.setdefault("KMP_AFFINITY", "granularity=fine,compact,1,0")
+# apart. It is read when OpenMP starts; set KMP_AFFINITY=disabled to opt out. Not in a
+# data-parallel worker (one thread each): it would put every worker on the first core.
+if int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) <= 1:
+    os.environ.setdefault("KMP_AFFINITY", "granularity=fine,compact,1,0")
 
 __version__ = "0.1.0"
 

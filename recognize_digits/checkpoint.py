@@ -22,7 +22,7 @@ from .storage import recover_folder, write_folder, write_json
 
 # the settings a resumed training takes from its checkpoint
 SETTINGS = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation", "augment",
-            "graph")
+            "graph", "workers")
 
 
 class Checkpoint:
@@ -51,6 +51,7 @@ class Checkpoint:
         try:
             state["metrics"].setdefault("augment", False)  # saved before augmentation existed
             state["metrics"].setdefault("graph", "static")  # and before the dynamic mode
+            state["metrics"].setdefault("workers", 1)  # and before data parallelism
             _check_state(state)
         except (ConfigError, KeyError, TypeError, AttributeError, ValueError) as e:
             what = f"no {e}" if isinstance(e, KeyError) else e
@@ -91,7 +92,8 @@ def _check_state(state):
     """Raise ValueError (or KeyError, TypeError) for what a training could not have saved."""
     metrics = state["metrics"]
     check_model(metrics["model"])
-    check_positive(epochs=metrics["epochs"], batch_size=metrics["batch_size"])
+    check_positive(epochs=metrics["epochs"], batch_size=metrics["batch_size"],
+                   workers=metrics["workers"])
     check_positive(whole=False, learning_rate=metrics["learning_rate"])
     whole = (int, np.integer)
     if metrics["graph"] not in ("static", "dynamic") or not isinstance(metrics["augment"], bool):

@@ -40,13 +40,18 @@ class DynamicEngine(Engine):
     mode = staticmethod(dynamic_mode)
 
     def __init__(self, model, learning_rate, seed, place, onednn=None, threads=None, log=print):
-        paddle.set_device("gpu" if isinstance(place, paddle.CUDAPlace) else "cpu")
+        paddle.set_device(self.device(place))
         paddle.seed(seed)
         # fresh parameter names (linear_0.w_0, ...), the ones the static program gets
         with paddle.utils.unique_name.guard():
             self.net = LAYERS[model]()
         self.optimizer = paddle.optimizer.Adam(learning_rate=learning_rate,
                                                parameters=self.net.parameters())
+
+    @staticmethod
+    def device(place):
+        """The device name ``paddle.set_device`` takes for ``place``."""
+        return "gpu" if isinstance(place, paddle.CUDAPlace) else "cpu"
 
     def parameters(self):
         return int(sum(p.size for p in self.net.parameters() if not p.stop_gradient))

@@ -104,6 +104,12 @@ class Engine(abc.ABC):
     def step(self, x, y):
         """One optimizer step on a batch; the batch's mean cost and accuracy as floats."""
 
+    def agree(self, cost, acc, stop):
+        """The batch's mean cost and accuracy, and whether to stop after it, from this
+        process's ``cost``, ``acc`` and ``stop`` (Ctrl-C pressed here): as they are in one
+        process; over all of them in several (see :mod:`.distributed`)."""
+        return cost, acc, stop
+
     @abc.abstractmethod
     def test(self, images, labels):
         """Mean cost and accuracy over uint8 ``images`` (see :func:`mean_over_batches`),

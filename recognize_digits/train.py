@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import paddle
 
 from .augment import augment as augment_batch
 from .checkpoint import SETTINGS, Checkpoint, StopOnCtrlC
 from .data import batches, load_mnist, validation_size
+from .distributed import DataParallelEngine, check_workers, role, run_workers, shares, world
 from .dynamic import DynamicEngine
 from .engine import MODEL_PREFIX, TEST_BATCH_SIZE, select_place  # noqa: F401 (re-exported)
 from .errors import ConfigError, DivergedError, TrainingInterrupted, check_positive
@@ -73,7 +75,7 @@ def log_every_100(event, log=print):
 def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="auto",
           data_dir=None, sample=False, data=None, save_dir=DEFAULT_SAVE_DIR, seed=None,
           validation=None, event_handler=None, log=print, onednn=None, threads=None,
-          resume=False, augment=False, graph="static", init=None):
+          resume=False, augment=False, graph="static", init=None, workers=1):
     """Train ``model`` and keep the inference model of its best pass in ``save_dir``.
 
     ``data`` (an :class:`~recognize_digits.data.MNIST`) overrides ``data_dir``/``sample``.
@@ -91,14 +93,36 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
     refused), exactly as if it had not stopped. ``graph="dynamic"`` trains the same
     network as a ``paddle.nn.Layer`` run eagerly (see :mod:`.dynamic`), everything else
     alike. ``init`` (name: value, a saved model's parameters) starts from those instead
-    of random ones (see :mod:`.finetune`). Returns the metrics also written to
-    ``save_dir/metrics.json``.
+    of random ones (see :mod:`.finetune`). ``workers=N`` (dynamic graph only) trains in
+    N processes at once, each on its share of every batch (see :mod:`.distributed`).
+    Returns the metrics also written to ``save_dir/metrics.json``.
     """
     save_dir = os.path.realpath(save_dir)  # through links: the real folder is locked, replaced
-    run = prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads,
-                  data or (data_dir, sample), save_dir, resume, augment, graph)
-    handler = event_handler or (lambda event: log_every_100(event, log))
-    with exclusive(save_dir), run.Engine.mode(), StopOnCtrlC() as ctrl_c:
+    with role(save_dir, resume) as (save_dir, first):  # a data-parallel worker's place
+        if not first:  # rank 0 alone reports
+            log = event_handler = (lambda *_: None)
+        run = prepare(model, epochs, batch_size, learning_rate, seed, validation, device,
+                      threads, data or (data_dir, sample), save_dir, resume, augment, graph,
+                      workers)
+        handler = event_handler or (lambda event: log_every_100(event, log))
+        if run.workers > world()[1]:  # this process starts the workers, which come back here
+            log(f"Training in {run.workers} worker processes, each batch of {run.batch_size} "
+                f"split into {', '.join(map(str, shares(run.batch_size, run.workers)))} images")
+            settings = dict(model=model, epochs=epochs, batch_size=batch_size,
+                            learning_rate=learning_rate, device=device, data=run.data,
+                            save_dir=save_dir, seed=run.seed, validation=validation,
+                            onednn=onednn, threads=threads, resume=resume, augment=augment,
+                            graph=graph, init=init, workers=run.workers)
+            return run_workers("recognize_digits.distributed:train_worker", settings,
+                               run.workers, gpu=not isinstance(run.place, paddle.CPUPlace),
+                               on_message=lambda kind, value: (handler if kind == "event"
+                                                               else log)(value))[0]
+        return run_loop(run, handler, log, onednn, threads, init)
+
+
+def run_loop(run, handler, log, onednn, threads, init):
+    """Train ``run`` pass after pass (see :func:`train`)."""
+    with exclusive(run.save_dir), run.Engine.mode(), StopOnCtrlC() as ctrl_c:
         start(run, onednn, threads, log, init)
         for pass_id in range(run.pass_id, run.epochs):
             train_cost, train_acc = run_pass(run, pass_id, handler, ctrl_c)
@@ -108,7 +132,8 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
                               test_cost, test_acc, time.perf_counter() - run.pass_start)
             keep_best_pass(run, event)
             handler(event)
-            if ctrl_c.pressed and pass_id + 1 < run.epochs:  # pressed while testing or saving
+            pressed = run.engine.agree(0.0, 0.0, ctrl_c.pressed)[2]
+            if pressed and pass_id + 1 < run.epochs:  # pressed while testing or saving
                 interrupt(run, pass_id + 1, 0, run.rng.bit_generator.state, [[], [], []])
     return finish(run, log)
 
@@ -121,25 +146,39 @@ class Run:
 
 
 def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, threads, data,
-            save_dir, resume, augment=False, graph="static"):
+            save_dir, resume, augment=False, graph="static", workers=1):
     """Check every setting before any work, load the data and hold out the validation set;
     on ``resume``, take the settings and the position from the checkpoint."""
     run, checkpoint = Run(), Checkpoint(save_dir)
     state = checkpoint.read() if resume else None
     if state:  # settings left at their defaults are taken from the checkpoint
         given = zip(SETTINGS, (model, epochs, batch_size, learning_rate, seed, validation,
-                               augment, graph))
+                               augment, graph, workers))
         checkpoint.check_settings(state, {k: v for k, v in given if v != DEFAULTS[k]})
-        model, epochs, batch_size, learning_rate, seed, validation, augment, graph = (
+        model, epochs, batch_size, learning_rate, seed, validation, augment, graph, workers = (
             state["metrics"][k] for k in SETTINGS)
     check_model(model)
     if graph not in ENGINES:
         raise ConfigError(f"graph must be 'static' or 'dynamic', got {graph!r}")
-    check_positive(epochs=epochs, batch_size=batch_size, threads=threads)
+    check_positive(epochs=epochs, batch_size=batch_size, threads=threads, workers=workers)
+    in_job = world()[1]  # started by a starter of workers (ours or Paddle's launcher)
+    if in_job > 1:
+        if workers not in (1, in_job):
+            raise ConfigError(f"--workers {workers}, but the launcher started {in_job} workers; "
+                              f"leave --workers out under the launcher")
+        workers = in_job
+    if workers > 1 and graph != "dynamic":
+        raise ConfigError(f"--workers {workers} trains the dynamic graph (Paddle's static data "
+                          f"parallelism does not run on the new IR): add --graph dynamic")
+    if workers > batch_size:
+        raise ConfigError(f"a batch of {batch_size} cannot be split over {workers} workers; "
+                          f"choose --workers {batch_size} or fewer")
     check_positive(whole=False, learning_rate=learning_rate)
     if seed is not None and not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31):
         raise ConfigError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
     run.place = select_place(device)
+    if workers > in_job:
+        check_workers(workers, gpu=not isinstance(run.place, paddle.CPUPlace))
     check_save_dir(save_dir)
     data = load_mnist(*data) if isinstance(data, tuple) else data
     if state:
@@ -148,17 +187,18 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
     run.validation = data.train_images[:held_out], data.train_labels[:held_out]
     run.train = data.train_images[held_out:], data.train_labels[held_out:]
     run.test = data.test_images, data.test_labels
-    run.is_sample, run.save_dir = data.is_sample, Path(save_dir)
+    run.data, run.is_sample, run.save_dir = data, data.is_sample, Path(save_dir)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") >> 1
     run.model, run.epochs, run.batch_size, run.learning_rate, run.seed, run.augment, run.graph = (
         model, epochs, batch_size, learning_rate, seed, bool(augment), graph)
-    run.Engine, run.checkpoint = ENGINES[graph], checkpoint
+    run.workers = workers
+    run.Engine, run.checkpoint = DataParallelEngine if workers > 1 else ENGINES[graph], checkpoint
     run.rng, run.state = np.random.default_rng(seed), state
     run.metrics = state["metrics"] if state else {
         "model": model, "epochs": epochs, "batch_size": batch_size,
         "learning_rate": learning_rate, "seed": seed, "validation": held_out,
-        "augment": run.augment, "graph": graph,
+        "augment": run.augment, "graph": graph, "workers": workers,
         "chosen_by": "validation cost" if held_out else "last pass",
         "device": str(run.place), "data": data.source, "passes": [], "best_pass": None}
     run.pass_id = state["pass_id"] if state else 0
@@ -193,7 +233,7 @@ def run_pass(run, pass_id, handler, ctrl_c):
             continue  # done before the interruption
         if run.augment:  # its own generator per batch, so a resumed pass draws the same
             x = augment_batch(x, np.random.default_rng([run.seed, pass_id, batch_id]))
-        cost, acc = run.engine.step(x, y)
+        cost, acc, stop = run.engine.agree(*run.engine.step(x, y), ctrl_c.pressed)
         costs.append(cost), accs.append(acc), sizes.append(len(x))
         if diverged(costs):
             best = run.metrics["best_pass"]
@@ -203,7 +243,7 @@ def run_pass(run, pass_id, handler, ctrl_c):
                 f"training diverged: the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
                 f"{batch_id}; {kept}. Try a smaller learning rate than {run.learning_rate}")
         handler(StepEvent(pass_id, batch_id, costs[-1], accs[-1], count))
-        if ctrl_c.pressed:
+        if stop:
             interrupt(run, pass_id, batch_id + 1, pass_rng, [costs, accs, sizes])
     return (float(np.average(costs, weights=sizes)), float(np.average(accs, weights=sizes)))
 
