@@ -42,7 +42,7 @@ import paddle.distributed as dist
 from .dynamic import DynamicEngine
 from .errors import ConfigError, RecognizeDigitsError, one_line
 from .models import loss_and_accuracy
-from .speed import available_cores
+from .speed import CORES, available_cores
 
 GRACE_SECONDS = 3  # how long the others get to finish once one worker has stopped
 
@@ -130,10 +130,10 @@ class DataParallelEngine(DynamicEngine):
 
     def average_statistics(self):
         """Give every worker the mean of their batch-norm running statistics."""
-        for buffer in self.net.buffers():
-            if buffer.dtype in (paddle.float32, paddle.float64):
-                dist.all_reduce(buffer)
-                buffer.set_value(buffer / self.size)
+        for statistic in self.net.parameters():
+            if statistic.stop_gradient:  # batch norm's running mean and variance
+                dist.all_reduce(statistic)
+                statistic.set_value(statistic / self.size)
 
     def test(self, images, labels):
         """Each worker tests its share of ``images``; the mean over all of them."""
@@ -160,10 +160,8 @@ def _pin_to_core():
     """Keep this worker on a core of its own when the machine has one for each (the
     workers compute on one thread each; left to float, two can share a core)."""
     _, _, local_rank, local_size = world()
-    if hasattr(os, "sched_getaffinity"):
-        cores = sorted(os.sched_getaffinity(0))
-        if local_size <= len(cores):
-            os.sched_setaffinity(0, {cores[local_rank]})
+    if CORES and local_size <= len(CORES):
+        os.sched_setaffinity(0, {CORES[local_rank]})
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,10 +205,13 @@ def worker_env(rank, size, ports, gpu):
     return {k: str(v) for k, v in env.items()}
 
 
-def _die_with_parent():
-    """In a new worker: be killed when the starter dies, however it dies (Linux)."""
+def _new_worker():
+    """In a new worker, before it starts: be killed when the starter dies, however it dies,
+    and may run on every core (not only where OpenMP bound the starter's thread; Linux)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if CORES:
+        os.sched_setaffinity(0, CORES)
 
 
 def run_workers(target, kwargs, workers, gpu=False, on_message=None):
@@ -236,20 +237,17 @@ def run_workers(target, kwargs, workers, gpu=False, on_message=None):
                  str(writer.fileno())],
                 env={**os.environ, **worker_env(rank, workers, ports, gpu)},
                 pass_fds=[writer.fileno()], stdin=subprocess.DEVNULL, stdout=logs[-1],
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent))
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_new_worker))
             writer.close()
             readers[reader] = rank
         with _forward_signals(procs):
             results, errors = _collect(procs, readers, on_message)
-        for rank, (kind, value) in sorted(errors.items()):
-            if kind == "error" and (rank == 0 or isinstance(value, RecognizeDigitsError)):
-                raise value
         if errors:
-            rank, (kind, value) = min(errors.items())
-            if kind == "error":
-                how = f"failed: {one_line(value)}"
-            else:
-                how = f"{value}: {_last_line(folder / f'worker{rank}.log')}"
+            rank, (kind, value) = min(errors.items(), key=lambda item: (_blame(*item[1]), item[0]))
+            if kind == "error" and isinstance(value, (RecognizeDigitsError, KeyboardInterrupt)):
+                raise value
+            how = (f"failed: {one_line(value)}" if kind == "error" else
+                   f"{value}: {_last_line(folder / f'worker{rank}.log')}")
             raise WorkerError(f"worker {rank} of {workers} {how}; every worker was stopped")
         return [results[r] for r in range(workers)]
     finally:
@@ -260,6 +258,16 @@ def run_workers(target, kwargs, workers, gpu=False, on_message=None):
         for f in logs if "logs" in locals() else []:
             f.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _blame(kind, value):
+    """Which of several workers' ends to report (the lowest first): the package's own
+    error, which says what to do; a worker killed from outside (a kill, the out-of-memory
+    killer); a Python error; last, the ends that follow from another's, such as gloo
+    aborting a worker whose peer is gone."""
+    if kind == "error":
+        return 0 if isinstance(value, (RecognizeDigitsError, KeyboardInterrupt)) else 2
+    return 1 if "signal" in value and f"signal {int(signal.SIGABRT)}" not in value else 3
 
 
 def _collect(procs, readers, on_message):
@@ -355,6 +363,41 @@ def train_worker(send, **settings):
 
     return train(**settings, event_handler=lambda event: send(("event", event)),
                  log=lambda line: send(("log", line)))
+
+
+def lockstep(model, batches, workers=2, seed=0):
+    """Train ``model`` on ``batches`` in one process and in ``workers`` at once, from the
+    same start, to compare the two step by step. Returns a dict: ``one`` and ``several``,
+    the batch costs of each; ``spread``, after each step, the largest difference of any
+    trained parameter between the workers (0.0: identical); ``difference``, the largest
+    between the trained parameters of the two trainings at the end. (Batch norm's running
+    statistics are each worker's own until :meth:`~DataParallelEngine.average_statistics`.)"""
+    with DynamicEngine.mode():
+        engine = DynamicEngine(model, 0.001, seed, paddle.CPUPlace())
+        one = [engine.step(x, y)[0] for x, y in batches]
+        alone = {p.name: p.numpy() for p in engine.net.parameters() if not p.stop_gradient}
+    several = run_workers("recognize_digits.distributed:lockstep_worker",
+                          {"model": model, "batches": batches, "seed": seed}, workers)[0]
+    return {"one": one, "several": several["costs"], "spread": several["spread"],
+            "difference": max(float(np.abs(alone[k] - v).max())
+                              for k, v in several["parameters"].items())}
+
+
+def lockstep_worker(send, model, batches, seed):
+    """A worker of :func:`lockstep`."""
+    with DataParallelEngine.mode():
+        engine = DataParallelEngine(model, 0.001, seed, paddle.CPUPlace())
+        costs, spread = [], []
+        for x, y in batches:
+            costs.append(engine.agree(*engine.step(x, y), False)[0])
+            trained = [p for p in engine.net.parameters() if not p.stop_gradient]
+            flat = paddle.concat([p.flatten() for p in trained])
+            high, low = flat.clone(), flat.clone()
+            dist.all_reduce(high, op=dist.ReduceOp.MAX)
+            dist.all_reduce(low, op=dist.ReduceOp.MIN)
+            spread.append(float((high - low).max()))
+        return {"costs": costs, "spread": spread,
+                "parameters": {p.name: p.numpy() for p in trained}}
 
 
 @contextlib.contextmanager

@@ -13,11 +13,15 @@ import paddle
 from .errors import one_line
 
 
+# The cores this process may run on (Linux: honours taskset and container limits), read
+# when the package is imported: once OpenMP starts, the affinity set in __init__ binds the
+# main thread to the first core, and the thread's own affinity then says one.
+CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def available_cores():
-    """The cores this process may run on (all of them where affinity is unknown)."""
-    if hasattr(os, "sched_getaffinity"):  # Linux: honours taskset and container limits
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """How many cores this process may run on (all of them where affinity is unknown)."""
+    return len(CORES) if CORES else os.cpu_count() or 1
 
 
 def onednn_built():
