@@ -1,11 +1,12 @@
 """Train the three models with the chapter's settings and print their test accuracy.
 
     python benchmarks/accuracy.py --data-dir ../shared/mnist [--seeds 0 1 2] [--models cnn]
-        [--graph static|dynamic]
+        [--graph static|dynamic] [--workers 2]
 
 Each run is 5 passes, batch 64, Adam 0.001. 5,000 training images are held out; the
 pass with the lowest validation cost is the run's model, and its test accuracy is the
-run's accuracy (the test set grades the model, it does not choose it).
+run's accuracy (the test set grades the model, it does not choose it). ``--workers 2``
+trains in 2 data-parallel processes (dynamic graph), each on half of every batch.
 """
 
 import argparse
@@ -29,11 +30,13 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--graph", choices=["static", "dynamic"], default="static")
+    parser.add_argument("--workers", type=int, default=1, help="data-parallel processes "
+                        "(with --graph dynamic)")
     args = parser.parse_args()
 
     data = load_mnist(args.data_dir)
     print(f"data: {data.source}; {args.epochs} passes, batch 64, Adam 0.001, best pass by "
-          f"validation cost; seeds {args.seeds}; {args.graph} graph")
+          f"validation cost; seeds {args.seeds}; {args.graph} graph, {args.workers} worker(s)")
     rows = []
     for name in args.models:
         accs, seconds, best_passes = [], [], []
@@ -41,7 +44,8 @@ def main():
             with tempfile.TemporaryDirectory() as save_dir:
                 start = time.perf_counter()
                 m = train(name, epochs=args.epochs, data=data, save_dir=save_dir, seed=seed,
-                          graph=args.graph, event_handler=lambda event: None,
+                          graph=args.graph, workers=args.workers,
+                          event_handler=lambda event: None,
                           log=lambda *a: None)
             best = m["passes"][m["best_pass"]]
             accs.append(100 * best["test_acc"])

@@ -68,7 +68,7 @@ def _numpy_batches(data, steps):
                    np.random.default_rng(0))
 
 
-def run_project(data, steps, graph="static"):
+def run_project(data, steps, graph="static", workers=1):
     from recognize_digits.train import StepEvent, train
 
     n = (WARMUP + steps) * 64
@@ -82,12 +82,18 @@ def run_project(data, steps, graph="static"):
 
     with tempfile.TemporaryDirectory() as save_dir:
         train("cnn", epochs=1, data=data, save_dir=save_dir, seed=0, event_handler=handler,
-              log=lambda *a: None, graph=graph)
+              log=lambda *a: None, graph=graph, workers=workers)
     return (len(times) - WARMUP) * 64 / (times[-1] - times[WARMUP - 1])
 
 
 def run_dynamic(data, steps):
     return run_project(data, steps, graph="dynamic")
+
+
+def run_two_workers(data, steps):
+    """The dynamic loop in 2 data-parallel workers; the steps are timed here, as rank 0's
+    events arrive."""
+    return run_project(data, steps, graph="dynamic", workers=2)
 
 
 def plain_programs():
@@ -174,6 +180,8 @@ def worker(variant, data_dir, steps, model_dir):
     data = load_mnist(data_dir, sample=data_dir is None and not os.environ.get("RECOGNIZE_DIGITS_DATA"))
     if variant in ONNX_VARIANTS:
         result = ONNX_VARIANTS[variant](data, model_dir)
+    elif variant in WORKER_VARIANTS:
+        result = WORKER_VARIANTS[variant](data, steps)
     else:
         result = VARIANTS[variant](data, model_dir if variant == "prediction" else steps)
     result = result if isinstance(result, dict) else {"rate": result}
@@ -269,6 +277,9 @@ ONNX_VARIANTS = {"Paddle Inference": run_engine, "ONNX Runtime": run_engine,
 VARIANTS = {"project": run_project, "project, dynamic mode": run_dynamic, "plain PIR": run_plain,
             "chapter feeding": run_chapter, "PyTorch": run_pytorch, "data pipeline": run_pipeline,
             "prediction": run_prediction}
+WORKER_VARIANTS = {"static graph, 1 process (the default)": run_project,
+                   "dynamic graph, 1 worker": run_dynamic,
+                   "dynamic graph, 2 workers": run_two_workers, "PyTorch, 1 process": run_pytorch}
 
 
 def main():
@@ -283,7 +294,11 @@ def main():
                         "variants with, side by side")
     parser.add_argument("--onnx", action="store_true", help="only Paddle Inference against "
                         "ONNX Runtime on the same models (needs the [export] extra)")
-    parser.add_argument("--json", metavar="PATH", help="with --onnx: also write the figures here")
+    parser.add_argument("--workers", action="store_true", help="only data-parallel training "
+                        "against one process: training speed, whole 3-pass processes and the "
+                        "start-up of the workers (needs --data-dir)")
+    parser.add_argument("--json", metavar="PATH", help="with --onnx or --workers: also write "
+                        "the figures here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -291,6 +306,8 @@ def main():
         return worker(args.worker, args.data_dir, args.steps, args.model_dir)
     if args.onnx:
         return onnx_side_by_side(args.data_dir, args.rounds, args.json)
+    if args.workers:
+        return workers_side_by_side(args.data_dir, args.steps, args.rounds, args.json)
 
     print(f"{os.cpu_count()} cores; {args.steps} timed steps of 64 images after {WARMUP} warm-up "
           f"steps; median of {args.rounds} rounds")
@@ -403,6 +420,87 @@ def whole_process(data_dir, rounds):
         print(f"| {name} | {statistics.median(runs):.2f} |")
     package, torch = (statistics.median(runs) for runs in times.values())
     print(f"| PyTorch's time / the package's | {torch / package:.2f}x |")
+
+
+def _turns(commands, rounds):
+    """Seconds of each whole command (name: spawn arguments), taking turns, every round."""
+    times = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, cmd in commands.items():
+            start = time.perf_counter()
+            _, err = spawn(*cmd)
+            if err:
+                raise SystemExit(f"{name} failed: {err}")
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def workers_side_by_side(data_dir, steps, rounds, json_path=None):
+    """Data-parallel training against one process, all taking turns (see --workers)."""
+    if not data_dir:
+        raise SystemExit("--workers needs --data-dir (the full MNIST)")
+    figures = {"cores": os.cpu_count(), "steps": steps, "rounds": rounds}
+    runs = {variant: [] for variant in WORKER_VARIANTS}
+    for _ in range(rounds):
+        for variant in WORKER_VARIANTS:
+            out, err = spawn(__file__, "--worker", variant, "--steps", steps, "--data-dir", data_dir)
+            runs[variant].append(json.loads(out)["rate"] if out else err)
+    figures["training images/s"] = runs
+    with tempfile.TemporaryDirectory() as out:
+        train = ["-m", "recognize_digits", "train", "--model", "cnn", "--seed", "0"]
+        whole = {f"3 passes, {name}": [*train, "--epochs", "3", "--data-dir", data_dir,
+                                       "--save-dir", f"{out}/{i}", *options]
+                 for i, (name, options) in enumerate((
+                     ("static graph, 1 process", []),
+                     ("dynamic graph, 1 worker", ["--graph", "dynamic"]),
+                     ("dynamic graph, 2 workers", ["--graph", "dynamic", "--workers", "2"])))}
+        figures["whole process seconds"] = _turns(whole, rounds)
+        tiny = ["train", "--sample", "--model", "softmax", "--epochs", "1", "--graph", "dynamic",
+                "--seed", "0", "--save-dir"]
+        script = Path(sys.executable).with_name("recognize-digits")
+        start_up = {
+            "1 process": ["-m", "recognize_digits", *tiny, f"{out}/a"],
+            "2 workers, our starter (--workers 2)": ["-m", "recognize_digits", *tiny,
+                                                     f"{out}/b", "--workers", "2"],
+            "2 workers, Paddle's launcher": [
+                "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+                f"{out}/log", str(script), *tiny, f"{out}/c"]}
+        figures["start-up seconds"] = _turns(start_up, rounds)
+    _print_workers(figures)
+    if json_path:
+        figures["load_average_at_end"] = os.getloadavg()
+        Path(json_path).write_text(json.dumps(figures, indent=1) + "\n")
+
+
+def _print_workers(figures):
+    def median(values):
+        numbers = [v for v in values if isinstance(v, (int, float))]
+        return statistics.median(numbers) if numbers else None
+
+    print(f"{figures['cores']} cores; LeNet-5, batch 64; median of {figures['rounds']} rounds "
+          f"taken in turns")
+    rates = {k: median(v) for k, v in figures["training images/s"].items()}
+    one = rates["dynamic graph, 1 worker"]
+    print(f"\n| training, {figures['steps']} steps | images/s (rounds' range) | vs 1 dynamic "
+          f"worker |\n|---|---|---|")
+    for name, rate in rates.items():
+        values = [v for v in figures["training images/s"][name] if isinstance(v, (int, float))]
+        if rate is None:
+            print(f"| {name} | failed: {figures['training images/s'][name][0]} | |")
+            continue
+        print(f"| {name} | {rate:,.0f} ({min(values):,.0f}-{max(values):,.0f}) | "
+              f"{rate / one:.2f}x |" if one else f"| {name} | {rate:,.0f} | - |")
+    for table in ("whole process seconds", "start-up seconds"):
+        times = {k: median(v) for k, v in figures[table].items()}
+        base = next(iter(times.values())) if table == "start-up seconds" else \
+            times["3 passes, dynamic graph, 1 worker"]
+        print(f"\n| {table.replace(' seconds', '')} | seconds (range) | "
+              f"{'more than 1 process' if table == 'start-up seconds' else 'speed vs 1 dynamic worker'} |"
+              f"\n|---|---|---|")
+        for name, t in times.items():
+            runs = figures[table][name]
+            versus = f"+{t - base:.1f} s" if table == "start-up seconds" else f"{base / t:.2f}x"
+            print(f"| {name} | {t:.1f} ({min(runs):.1f}-{max(runs):.1f}) | {versus} |")
 
 
 def onnx_side_by_side(data_dir, rounds, json_path=None):

@@ -310,8 +310,14 @@ def _collect(procs, readers, on_message):
 @contextlib.contextmanager
 def _forward_signals(procs):
     """Pass Ctrl-C and SIGTERM on to every worker (they are in sessions of their own, so
-    that a terminal's Ctrl-C reaches them once, through here)."""
+    that a terminal's Ctrl-C reaches them once, through here): the first stops them after
+    a batch, the second at once; a third stops waiting for them (they are killed)."""
+    presses = []
+
     def forward(signum, frame):
+        presses.append(signum)
+        if len(presses) > 2:
+            raise KeyboardInterrupt
         for p in procs:
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -354,15 +360,6 @@ def _worker(job, fd):
         if not isinstance(e, (RecognizeDigitsError, KeyboardInterrupt)):
             raise
         sys.exit(1)
-
-
-def train_worker(send, **settings):
-    """What ``train(..., workers=N)`` runs in each worker: ``train`` itself, its events
-    and log lines sent to the starter."""
-    from .train import train
-
-    return train(**settings, event_handler=lambda event: send(("event", event)),
-                 log=lambda line: send(("log", line)))
 
 
 def lockstep(model, batches, workers=2, seed=0):

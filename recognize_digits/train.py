@@ -113,11 +113,18 @@ def train(model="cnn", epochs=5, batch_size=64, learning_rate=0.001, device="aut
                             save_dir=save_dir, seed=run.seed, validation=validation,
                             onednn=onednn, threads=threads, resume=resume, augment=augment,
                             graph=graph, init=init, workers=run.workers)
-            return run_workers("recognize_digits.distributed:train_worker", settings,
+            return run_workers("recognize_digits.train:train_in_worker", settings,
                                run.workers, gpu=not isinstance(run.place, paddle.CPUPlace),
                                on_message=lambda kind, value: (handler if kind == "event"
                                                                else log)(value))[0]
         return run_loop(run, handler, log, onednn, threads, init)
+
+
+def train_in_worker(send, **settings):
+    """What each worker of ``train(..., workers=N)`` runs: ``train``, its events and log
+    lines sent to the process that started the workers."""
+    return train(**settings, event_handler=lambda event: send(("event", event)),
+                 log=lambda line: send(("log", line)))
 
 
 def run_loop(run, handler, log, onednn, threads, init):
@@ -243,7 +250,9 @@ def run_pass(run, pass_id, handler, ctrl_c):
                 f"training diverged: the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
                 f"{batch_id}; {kept}. Try a smaller learning rate than {run.learning_rate}")
         handler(StepEvent(pass_id, batch_id, costs[-1], accs[-1], count))
-        if stop:
+        # several workers stop together, after the batch they agreed on; one process also
+        # after a Ctrl-C its event handler saw
+        if stop or ctrl_c.pressed and run.workers == 1:
             interrupt(run, pass_id, batch_id + 1, pass_rng, [costs, accs, sizes])
     return (float(np.average(costs, weights=sizes)), float(np.average(accs, weights=sizes)))
 

@@ -12,8 +12,15 @@ from recognize_digits import speed
 
 def test_cores_where_affinity_is_unknown(monkeypatch):
     if hasattr(os, "sched_getaffinity"):
-        assert speed.available_cores() == len(os.sched_getaffinity(0))
-    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows
+        # read at import: OpenMP later binds the main thread to one core (the thread's own
+        # affinity then says 1, which made every later prediction single-threaded)
+        mask = os.sched_getaffinity(0)
+        try:
+            os.sched_setaffinity(0, {min(mask)})
+            assert speed.available_cores() == len(speed.CORES) >= len(mask)
+        finally:
+            os.sched_setaffinity(0, mask)
+    monkeypatch.setattr(speed, "CORES", None)  # macOS, Windows
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
     assert speed.available_cores() == 6
     monkeypatch.setattr(os, "cpu_count", lambda: None)  # "cannot tell"
