@@ -167,16 +167,31 @@ def _pin_to_core():
 # ---------------------------------------------------------------------------------------
 # the starter: N workers on this machine
 
-def check_workers(workers, gpu):
-    """Refuse more workers than this machine has cores (CPU) or GPUs: a worker computes on
-    one of them, and two on one only take turns."""
-    if gpu:
-        have, what = paddle.device.cuda.device_count(), "GPUs"
-    else:
-        have, what = available_cores(), "cores"
-    if workers > have:
-        raise ConfigError(f"--workers {workers}: this machine has {have} {what}, one a worker; "
-                          f"choose --workers {have} or fewer")
+def check_workers(workers, graph, batch_size, gpu):
+    """How many workers train: ``workers``, or under Paddle's launcher as many as it
+    started. A :class:`ConfigError` for a number that cannot work: with the static graph
+    (Paddle's static data parallelism does not run on PIR), more than a batch's images,
+    or more than this machine's cores (CPU) or GPUs, one a worker (two on one only take
+    turns)."""
+    started = world()[1]
+    if started > 1:  # under the launcher (or in one of our own workers)
+        if workers not in (1, started):
+            raise ConfigError(f"--workers {workers}, but the launcher started {started} "
+                              f"workers; leave --workers out under the launcher")
+        workers = started
+    if workers > 1 and graph != "dynamic":
+        raise ConfigError(f"--workers {workers} trains the dynamic graph (Paddle's static data "
+                          f"parallelism does not run on the new IR): add --graph dynamic")
+    if workers > batch_size:
+        raise ConfigError(f"a batch of {batch_size} cannot be split over {workers} workers; "
+                          f"choose --workers {batch_size} or fewer")
+    if workers > started:  # to be started here
+        have, what = ((paddle.device.cuda.device_count(), "GPUs") if gpu else
+                      (available_cores(), "cores"))
+        if workers > have:
+            raise ConfigError(f"--workers {workers}: this machine has {have} {what}, one a "
+                              f"worker; choose --workers {have} or fewer")
+    return workers
 
 
 def _free_ports(count):
@@ -226,11 +241,13 @@ def run_workers(target, kwargs, workers, gpu=False, on_message=None):
     left running.
     """
     folder = Path(tempfile.mkdtemp(prefix="recognize-digits-workers-"))
+    procs, readers, logs = [], {}, []
     try:
         (folder / "job.pickle").write_bytes(pickle.dumps((target, kwargs)))
-        ports, procs, readers, logs = _free_ports(workers + 1), [], {}, []
+        ports = _free_ports(workers + 1)
         for rank in range(workers):
             reader, writer = Pipe(duplex=False)
+            readers[reader] = rank
             logs.append(open(folder / f"worker{rank}.log", "wb"))
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "recognize_digits.distributed", str(folder / "job.pickle"),
@@ -239,9 +256,8 @@ def run_workers(target, kwargs, workers, gpu=False, on_message=None):
                 pass_fds=[writer.fileno()], stdin=subprocess.DEVNULL, stdout=logs[-1],
                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_new_worker))
             writer.close()
-            readers[reader] = rank
         with _forward_signals(procs):
-            results, errors = _collect(procs, readers, on_message)
+            results, errors = _collect(procs, dict(readers), on_message)
         if errors:
             rank, (kind, value) = min(errors.items(), key=lambda item: (_blame(*item[1]), item[0]))
             if kind == "error" and isinstance(value, (RecognizeDigitsError, KeyboardInterrupt)):
@@ -251,11 +267,11 @@ def run_workers(target, kwargs, workers, gpu=False, on_message=None):
             raise WorkerError(f"worker {rank} of {workers} {how}; every worker was stopped")
         return [results[r] for r in range(workers)]
     finally:
-        for p in procs if "procs" in locals() else []:
+        for p in procs:
             if p.poll() is None:
                 p.kill()
             p.wait()
-        for f in logs if "logs" in locals() else []:
+        for f in [*logs, *readers]:
             f.close()
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -168,24 +168,11 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
     if graph not in ENGINES:
         raise ConfigError(f"graph must be 'static' or 'dynamic', got {graph!r}")
     check_positive(epochs=epochs, batch_size=batch_size, threads=threads, workers=workers)
-    in_job = world()[1]  # started by a starter of workers (ours or Paddle's launcher)
-    if in_job > 1:
-        if workers not in (1, in_job):
-            raise ConfigError(f"--workers {workers}, but the launcher started {in_job} workers; "
-                              f"leave --workers out under the launcher")
-        workers = in_job
-    if workers > 1 and graph != "dynamic":
-        raise ConfigError(f"--workers {workers} trains the dynamic graph (Paddle's static data "
-                          f"parallelism does not run on the new IR): add --graph dynamic")
-    if workers > batch_size:
-        raise ConfigError(f"a batch of {batch_size} cannot be split over {workers} workers; "
-                          f"choose --workers {batch_size} or fewer")
     check_positive(whole=False, learning_rate=learning_rate)
     if seed is not None and not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31):
         raise ConfigError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
     run.place = select_place(device)
-    if workers > in_job:
-        check_workers(workers, gpu=not isinstance(run.place, paddle.CPUPlace))
+    workers = check_workers(workers, graph, batch_size, not isinstance(run.place, paddle.CPUPlace))
     check_save_dir(save_dir)
     data = load_mnist(*data) if isinstance(data, tuple) else data
     if state:

@@ -234,8 +234,8 @@ def test_gpu_workers_get_one_gpu_each_and_nccl(monkeypatch):
     assert cpu["PADDLE_DISTRI_BACKEND"] == "gloo" and "FLAGS_selected_gpus" not in cpu
     monkeypatch.setattr(paddle.device.cuda, "device_count", lambda: 1)
     with pytest.raises(ConfigError, match="this machine has 1 GPUs"):
-        distributed.check_workers(2, gpu=True)
-    distributed.check_workers(1, gpu=True)
+        distributed.check_workers(2, "dynamic", 64, gpu=True)
+    assert distributed.check_workers(1, "dynamic", 64, gpu=True) == 1
 
 
 def test_two_machines_through_paddle_s_launcher_on_loopback(tmp_path):
