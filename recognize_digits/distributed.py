@@ -12,11 +12,11 @@ running ``train`` with :class:`DataParallelEngine`, and passes rank 0's events a
 lines on. On several machines, Paddle's launcher starts them instead (see the README):
 ``train`` sees its place in the environment the launcher sets (:func:`world`).
 
-Batch normalisation is the one layer that looks across a batch: left to itself, each
-worker would normalise its share by that share's own statistics, and keep running
-statistics of its own. The engine's batch norm pools every share's sums instead, in one
-more exchange a step (Paddle's SyncBatchNorm, which does this, has no CPU kernel), so
-LeNet-5 too trains as one process does, up to floating-point rounding.
+What is not the same as one process: batch normalisation normalises each worker's share
+by that share's own statistics (Paddle's SyncBatchNorm, which would pool them, has no CPU
+kernel), and each worker's running statistics follow its own shares; they are averaged
+over the workers before every validation, test, save and checkpoint. Networks without
+batch normalisation train exactly as one process would, up to floating-point rounding.
 """
 
 import contextlib
@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -39,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import paddle
 import paddle.distributed as dist
-from paddle.autograd import PyLayer
 
 from .dynamic import DynamicEngine
 from .errors import ConfigError, RecognizeDigitsError, one_line
@@ -79,8 +77,7 @@ def shares(n, size):
 
 class DataParallelEngine(DynamicEngine):
     """The dynamic engine, one of ``size`` workers: each step trains on this worker's
-    share of the batch, ``paddle.DataParallel`` averages the gradients, and batch norm
-    normalises by the statistics of the whole batch (see :func:`_pooled_batch_norm`)."""
+    share of the batch, and ``paddle.DataParallel`` averages the gradients."""
 
     def __init__(self, model, learning_rate, seed, place, onednn=None, threads=None,
                  log=print):
@@ -89,10 +86,6 @@ class DataParallelEngine(DynamicEngine):
             dist.init_parallel_env()
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         super().__init__(model, learning_rate, seed, place, onednn, threads, log)
-        for layer in self.net.sublayers():
-            if isinstance(layer, paddle.nn.BatchNorm2D):
-                layer.forward = types.MethodType(_pooled_batch_norm, layer)
-                layer.engine = self
         # the same seed gives every worker the same start; DataParallel also copies
         # rank 0's parameters to the others
         self.parallel = paddle.DataParallel(self.net)
@@ -103,6 +96,10 @@ class DataParallelEngine(DynamicEngine):
         # one GPU a worker: the one its starter chose (FLAGS_selected_gpus)
         return (f"gpu:{dist.ParallelEnv().device_id}"
                 if isinstance(place, paddle.CUDAPlace) else "cpu")
+
+    def describe(self, metrics):
+        super().describe(metrics)
+        metrics["workers"] = self.size
 
     def step(self, x, y):
         """This worker's share of one Adam step; its own mean cost and accuracy, which
@@ -131,10 +128,18 @@ class DataParallelEngine(DynamicEngine):
             [cost * self.count, acc * self.count, self.count, float(stop)])
         return total_cost / count, correct / count, stops > 0
 
+    def average_statistics(self):
+        """Give every worker the mean of their batch-norm running statistics."""
+        for statistic in self.net.parameters():
+            if statistic.stop_gradient:  # batch norm's running mean and variance
+                dist.all_reduce(statistic)
+                statistic.set_value(statistic / self.size)
+
     def test(self, images, labels):
         """Each worker tests its share of ``images``; the mean over all of them."""
         if not len(images):
             return None, None
+        self.average_statistics()
         start, stop = share(len(images), self.rank, self.size)
         cost, acc = super().test(images[start:stop], labels[start:stop])
         count = stop - start
@@ -142,44 +147,13 @@ class DataParallelEngine(DynamicEngine):
             [cost * count, round(acc * count), count] if count else [0.0, 0.0, 0.0])
         return total_cost / count, correct / count
 
+    def save_inference_model(self, prefix):
+        self.average_statistics()
+        super().save_inference_model(prefix)
 
-class _SumOverWorkers(PyLayer):
-    """``all_reduce`` as an operation autograd goes through: a sum over the workers, whose
-    gradient is the sum of the workers' gradients."""
-
-    @staticmethod
-    def forward(ctx, x):
-        total = x.clone()
-        dist.all_reduce(total)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad):
-        total = grad.clone()
-        dist.all_reduce(total)
-        return total
-
-
-def _pooled_batch_norm(self, x):
-    """A ``BatchNorm2D``'s forward that, while training, normalises by the mean and
-    variance of the whole batch, every worker's share pooled (Paddle's SyncBatchNorm,
-    which does this, has no CPU kernel): then the workers compute what one process
-    computes, and their running statistics stay identical. Evaluating, the layer's own."""
-    if not self.training:
-        return type(self).forward(self, x)
-    c = x.shape[1]
-    weight = 1.0 if self.engine.count else 0.0  # a share of none counts for nothing
-    sums = _SumOverWorkers.apply(weight * paddle.concat([
-        x.sum([0, 2, 3]), (x * x).sum([0, 2, 3]),
-        paddle.full([1], x.shape[0] * x.shape[2] * x.shape[3], x.dtype)]))
-    mean = sums[:c] / sums[-1]
-    variance = sums[c:2 * c] / sums[-1] - mean * mean  # biased, as Paddle's kernel keeps it
-    with paddle.no_grad():
-        for running, batch in ((self._mean, mean), (self._variance, variance)):
-            running.set_value(self._momentum * running + (1 - self._momentum) * batch)
-    shape = [1, c, 1, 1]
-    return ((x - mean.reshape(shape)) / paddle.sqrt(variance.reshape(shape) + self._epsilon)
-            * self.weight.reshape(shape) + self.bias.reshape(shape))
+    def save_checkpoint(self, prefix):
+        self.average_statistics()
+        super().save_checkpoint(prefix)
 
 
 def _pin_to_core():
@@ -408,9 +382,9 @@ def lockstep(model, batches, workers=2, seed=0):
     """Train ``model`` on ``batches`` in one process and in ``workers`` at once, from the
     same start, to compare the two step by step. Returns a dict: ``one`` and ``several``,
     the batch costs of each; ``spread``, after each step, the largest difference of any
-    parameter (batch norm's running statistics too) between the workers (0.0: identical);
-    ``difference``, the largest between the trained parameters of the two trainings at
-    the end."""
+    trained parameter between the workers (0.0: identical); ``difference``, the largest
+    between the trained parameters of the two trainings at the end. (Batch norm's running
+    statistics are each worker's own until :meth:`~DataParallelEngine.average_statistics`.)"""
     with DynamicEngine.mode():
         engine = DynamicEngine(model, 0.001, seed, paddle.CPUPlace())
         one = [engine.step(x, y)[0] for x, y in batches]
@@ -429,14 +403,14 @@ def lockstep_worker(send, model, batches, seed):
         costs, spread = [], []
         for x, y in batches:
             costs.append(engine.agree(*engine.step(x, y), False)[0])
-            flat = paddle.concat([p.flatten() for p in engine.net.parameters()])
+            trained = [p for p in engine.net.parameters() if not p.stop_gradient]
+            flat = paddle.concat([p.flatten() for p in trained])
             high, low = flat.clone(), flat.clone()
             dist.all_reduce(high, op=dist.ReduceOp.MAX)
             dist.all_reduce(low, op=dist.ReduceOp.MIN)
             spread.append(float((high - low).max()))
         return {"costs": costs, "spread": spread,
-                "parameters": {p.name: p.numpy() for p in engine.net.parameters()
-                               if not p.stop_gradient}}
+                "parameters": {p.name: p.numpy() for p in trained}}
 
 
 @contextlib.contextmanager

@@ -96,19 +96,15 @@ def close(a, b, tol=1e-5):
 
 
 @pytest.mark.parametrize("model", ["softmax", "mlp", "cnn"])
-def test_workers_keep_identical_parameters_and_train_as_one_process(model, sample):
+def test_workers_keep_identical_parameters_and_equal_one_process_without_batch_norm(model,
+                                                                                    sample):
     steps = list(batches(sample.train_images[:640], sample.train_labels[:640], 64, True,
                          np.random.default_rng(0)))
     result = distributed.lockstep(model, steps, workers=2)
-    # after every step, on every worker, batch norm's running statistics too
-    assert result["spread"] == [0.0] * len(steps)
+    assert result["spread"] == [0.0] * len(steps)  # after every step, on every worker
     costs = np.abs(np.subtract(result["one"], result["several"]))
-    assert costs[0] < 1e-5  # the same start: batch norm pools the two halves' statistics
-    if model == "cnn":
-        # rounding apart, which Adam's first steps magnify where a gradient is near 0 (its
-        # step is then about +-lr whatever the gradient's size): one of 33,620 parameters
-        # 0.002 apart after a step, the costs within 1e-3 over ten
-        assert costs.max() < 1e-3 and result["difference"] < 5e-3
+    if model == "cnn":  # batch norm normalises each half of a batch by the half's statistics
+        assert 1e-4 < costs.max() < 0.1
     else:
         assert costs.max() < 1e-5 and result["difference"] < 1e-5
 
@@ -138,7 +134,7 @@ def test_two_workers_train_as_one_process_and_write_once(two_workers, sample, tm
     assert json.loads((save_dir / "metrics.json").read_text()) == metrics
 
 
-def test_a_model_saved_by_workers_scores_what_they_measured_together(sample, tmp_path):
+def test_batch_norm_statistics_are_averaged_before_testing_and_saving(sample, tmp_path):
     data = subset(sample, 640, 500)
     metrics = train("cnn", epochs=1, data=data, save_dir=tmp_path, seed=0, validation=0,
                     graph="dynamic", workers=2, event_handler=lambda e: None,
