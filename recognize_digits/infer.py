@@ -209,15 +209,22 @@ class InferenceModel:
 @contextlib.contextmanager
 def descriptors_held(*fds):
     """What is written to the process's descriptors ``fds`` (1, 2: native code's prints
-    too) goes into a temporary file for a while; yields a function that reads it."""
+    too) goes into a temporary file for a while, and so does Python's own printing to
+    ``sys.stdout``/``sys.stderr`` where they are not those descriptors (as in a Jupyter
+    kernel); yields a function that reads it."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(fd) for fd in fds]
-    with tempfile.TemporaryFile() as held:
+    with tempfile.TemporaryFile() as held, contextlib.ExitStack() as streams:
+        text = streams.enter_context(open(held.fileno(), "w", buffering=1, closefd=False,
+                                          errors="replace"))
+        for fd, redirect in ((1, contextlib.redirect_stdout), (2, contextlib.redirect_stderr)):
+            if fd in fds:
+                streams.enter_context(redirect(text))
         for fd in fds:
             os.dup2(held.fileno(), fd)
         try:
-            yield lambda: (held.seek(0), held.read().decode(errors="replace"))[1]
+            yield lambda: (text.flush(), held.seek(0), held.read().decode(errors="replace"))[2]
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

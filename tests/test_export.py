@@ -290,3 +290,19 @@ def test_the_extras_are_declared_and_ci_installs_export():
     run = (ROOT / ".ci" / "run").read_text()
     main_venv, floor = run.split("== everything")[1], run.split("== everything")[0]
     assert '-e ".[cpu,test,export]"' in main_venv and "export" not in floor.split("floor=")[1]
+
+
+@needs_export
+def test_export_prints_nothing_where_python_s_streams_are_not_the_descriptors(saved, tmp_path,
+                                                                             monkeypatch):
+    """As in a Jupyter kernel, where sys.stdout is not descriptor 1: the converter's own
+    log lines (its Python logging and its constant folding's) stay out of the cell."""
+    import io
+
+    from recognize_digits.export import export_onnx
+
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    export_onnx(saved["softmax", "static"], tmp_path / "quiet.onnx")
+    assert out.getvalue() == err.getvalue() == ""
