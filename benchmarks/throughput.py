@@ -193,7 +193,8 @@ def spawn(*args, env=None):
     proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, env=env)
     if proc.returncode:
-        return None, proc.stderr.strip().splitlines()[-1]
+        lines = proc.stderr.strip().splitlines()
+        return None, lines[-1] if lines else f"exit code {proc.returncode}"
     return proc.stdout, None
 
 
@@ -394,6 +395,19 @@ def against(folder, results, others):
                   f"{shown.format(other[key])} | {mine[key] / other[key]:.2f}x |")
 
 
+def _turns(commands, rounds):
+    """Seconds of each whole command (name: spawn arguments), taking turns, every round."""
+    times = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, cmd in commands.items():
+            start = time.perf_counter()
+            _, err = spawn(*cmd)
+            if err:
+                raise RuntimeError(f"{name} failed: {err}")
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def whole_process(data_dir, rounds):
     """One-pass training as a whole process, the package's and PyTorch's, taking turns."""
     import importlib.util
@@ -407,32 +421,15 @@ def whole_process(data_dir, rounds):
                 "--seed", "0", "--save-dir", f"{out}/model", "--data-dir", data_dir],
             "PyTorch, the same work (benchmarks/pytorch_lenet.py)": [
                 "benchmarks/pytorch_lenet.py", "--data-dir", data_dir, "--save", f"{out}/net.pt"]}
-        times = {name: [] for name in commands}
-        for _ in range(rounds):
-            for name, cmd in commands.items():
-                start = time.perf_counter()
-                _, err = spawn(*cmd)
-                if err:
-                    return print(f"\nwhole process: {name} failed: {err}")
-                times[name].append(time.perf_counter() - start)
+        try:
+            times = _turns(commands, rounds)
+        except RuntimeError as e:
+            return print(f"\nwhole process: {e}")
     print(f"\n| whole process, one pass (median of {rounds}) | seconds |\n|---|---|")
     for name, runs in times.items():
         print(f"| {name} | {statistics.median(runs):.2f} |")
     package, torch = (statistics.median(runs) for runs in times.values())
     print(f"| PyTorch's time / the package's | {torch / package:.2f}x |")
-
-
-def _turns(commands, rounds):
-    """Seconds of each whole command (name: spawn arguments), taking turns, every round."""
-    times = {name: [] for name in commands}
-    for _ in range(rounds):
-        for name, cmd in commands.items():
-            start = time.perf_counter()
-            _, err = spawn(*cmd)
-            if err:
-                raise SystemExit(f"{name} failed: {err}")
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def workers_side_by_side(data_dir, steps, rounds, json_path=None):
@@ -454,7 +451,6 @@ def workers_side_by_side(data_dir, steps, rounds, json_path=None):
                      ("static graph, 1 process", []),
                      ("dynamic graph, 1 worker", ["--graph", "dynamic"]),
                      ("dynamic graph, 2 workers", ["--graph", "dynamic", "--workers", "2"])))}
-        figures["whole process seconds"] = _turns(whole, rounds)
         tiny = ["train", "--sample", "--model", "softmax", "--epochs", "1", "--graph", "dynamic",
                 "--seed", "0", "--save-dir"]
         script = Path(sys.executable).with_name("recognize-digits")
@@ -465,7 +461,11 @@ def workers_side_by_side(data_dir, steps, rounds, json_path=None):
             "2 workers, Paddle's launcher": [
                 "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
                 f"{out}/log", str(script), *tiny, f"{out}/c"]}
-        figures["start-up seconds"] = _turns(start_up, rounds)
+        try:
+            figures["whole process seconds"] = _turns(whole, rounds)
+            figures["start-up seconds"] = _turns(start_up, rounds)
+        except RuntimeError as e:
+            raise SystemExit(str(e)) from None
     _print_workers(figures)
     if json_path:
         figures["load_average_at_end"] = os.getloadavg()
