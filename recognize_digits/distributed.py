@@ -189,8 +189,8 @@ def check_workers(workers, graph, batch_size, gpu):
         have, what = ((paddle.device.cuda.device_count(), "GPUs") if gpu else
                       (available_cores(), "cores"))
         if workers > have:
-            raise ConfigError(f"--workers {workers}: this machine has {have} {what}, one a "
-                              f"worker; choose --workers {have} or fewer")
+            raise ConfigError(f"--workers {workers}: this process may use {have} {what}, one "
+                              f"a worker; choose --workers {have} or fewer")
     return workers
 
 

@@ -205,7 +205,7 @@ def test_workers_are_refused_beyond_the_cores_the_static_graph_and_the_batch(sam
                                                                            monkeypatch):
     options = dict(data=sample, save_dir=tmp_path / "m", graph="dynamic")
     monkeypatch.setattr(distributed, "available_cores", lambda: 1)
-    with pytest.raises(ConfigError, match=r"^--workers 2: this machine has 1 cores, one a "
+    with pytest.raises(ConfigError, match=r"^--workers 2: this process may use 1 cores, one a "
                                           r"worker; choose --workers 1 or fewer$"):
         train(workers=2, **options)
     with pytest.raises(ConfigError, match="trains the dynamic graph.*add --graph dynamic"):
@@ -222,7 +222,7 @@ def test_the_cli_refuses_too_many_workers_in_one_line(capsys, tmp_path):
                  "--save-dir", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
-    assert err.startswith("recognize-digits: error: --workers 64: this machine has ")
+    assert err.startswith("recognize-digits: error: --workers 64: this process may use ")
 
 
 def test_gpu_workers_get_one_gpu_each_and_nccl(monkeypatch):
@@ -233,7 +233,7 @@ def test_gpu_workers_get_one_gpu_each_and_nccl(monkeypatch):
     cpu = distributed.worker_env(0, 2, [9000, 9001, 9002], gpu=False)
     assert cpu["PADDLE_DISTRI_BACKEND"] == "gloo" and "FLAGS_selected_gpus" not in cpu
     monkeypatch.setattr(paddle.device.cuda, "device_count", lambda: 1)
-    with pytest.raises(ConfigError, match="this machine has 1 GPUs"):
+    with pytest.raises(ConfigError, match="this process may use 1 GPUs"):
         distributed.check_workers(2, "dynamic", 64, gpu=True)
     assert distributed.check_workers(1, "dynamic", 64, gpu=True) == 1
 
