@@ -1,5 +1,13 @@
 from setuptools import find_packages, setup
 
+# recognize-digits export: paddle2onnx converts, with Polygraphy folding constants through
+# onnx-graphsurgeon (which it would otherwise try to install while converting), and ONNX
+# Runtime checks the result against Paddle before the file is written
+EXPORT = ["paddle2onnx>=2.0", "onnx-graphsurgeon", "onnxruntime"]
+# real handwriting from other writers (scikit-learn's copy of the UCI digits): the
+# fine-tuning notebook's writer and benchmarks/handwriting.py's source
+HANDWRITING = ["scikit-learn"]
+
 setup(
     name="recognize_digits",
     version="0.1.0",
@@ -20,16 +28,16 @@ setup(
     ],
     extras_require={
         "cpu": ["paddlepaddle>=3.0.0"],
-        # the notebook's ONNX section exports and runs the models: the [export] tools
-        "notebook": ["jupyterlab", "ipykernel", "paddle2onnx>=2.0", "onnxruntime"],
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "playwright"],
-        # recognize-digits export: paddle2onnx converts, ONNX Runtime checks the result
-        # against Paddle before the file is written, so both belong to exporting
-        "export": ["paddle2onnx>=2.0", "onnxruntime"],
+        "export": EXPORT,
         # running an exported model (predict/serve --onnx, examples/onnx_predict.py) only
         "onnx": ["onnxruntime"],
-        # benchmarks/handwriting.py's real-handwriting source (UCI digits)
-        "benchmarks": ["scikit-learn"],
+        # the notebooks: Jupyter, their ONNX section and real handwriting to fine-tune on
+        "notebook": ["jupyterlab", "ipykernel", *EXPORT, *HANDWRITING],
+        # every test runs: what the tests use is here, so that nothing in the suite skips for
+        # want of a package (the notebooks run in a kernel; the draw page in Chromium)
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "playwright", *EXPORT,
+                 *HANDWRITING],
+        "benchmarks": HANDWRITING,
     },
     entry_points={"console_scripts": ["recognize-digits=recognize_digits.cli:main"]},
 )

@@ -7,7 +7,9 @@ where Paddle does not. Paddle's ``paddle2onnx`` (the ``[export]`` extra) convert
 saved ``model.json`` + ``model.pdiparams`` directly, whichever graph mode trained it.
 """
 
+import contextlib
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,7 @@ TOLERANCE = 1e-5  # the largest difference from Paddle's probabilities an export
 INPUT, OUTPUT, BATCH = "img", "probabilities", "batch"
 INSTALL_EXPORT = "pip install \".[export]\""  # paddle2onnx, and ONNX Runtime to check with
 INSTALL_RUN = "pip install \".[onnx]\""  # ONNX Runtime alone, to run an exported model
+AUTOINSTALL = "POLYGRAPHY_AUTOINSTALL_DEPS"
 
 
 def _require(module, purpose, install):
@@ -90,7 +93,7 @@ def check_output(onnx_path, force=False):
 def _convert(paddle2onnx, files, target):
     """paddle2onnx on the saved program and parameters, its own printing held back
     (it prints each step, from C++ too) and given in one line if it fails."""
-    with descriptors_held(1, 2) as held:
+    with descriptors_held(1, 2) as held, _no_installs():
         try:
             paddle2onnx.export(str(files[0]), str(files[1]), save_file=str(target),
                                opset_version=OPSET, auto_upgrade_opset=False,
@@ -100,6 +103,34 @@ def _convert(paddle2onnx, files, target):
                              f"({one_line(e)})") from None
     if not Path(target).stat().st_size:
         raise ModelError(f"{files[0].parent}: paddle2onnx wrote nothing ({_last_line(held)})")
+
+
+@contextlib.contextmanager
+def _no_installs():
+    """Keep the converter from installing packages while it runs.
+
+    paddle2onnx 2.1 sets ``POLYGRAPHY_AUTOINSTALL_DEPS=1`` before it folds constants with
+    Polygraphy, which then pip-installs whatever it lacks (onnx-graphsurgeon, from an index
+    the user never chose). Polygraphy reads that setting once, when it is first imported,
+    into ``polygraphy.config``: imported first and switched off there, it installs nothing,
+    and a missing package only skips the folding (the ``[export]`` extra brings it). The
+    variable is put back afterwards, so that no process started later inherits it."""
+    try:
+        import polygraphy.config as polygraphy
+    except ImportError:  # a paddle2onnx that does not use Polygraphy
+        polygraphy = None
+    was = os.environ.get(AUTOINSTALL)
+    if polygraphy is not None:
+        polygraphy.AUTOINSTALL_DEPS = False
+    try:
+        yield
+    finally:
+        if polygraphy is not None:
+            polygraphy.AUTOINSTALL_DEPS = False
+        if was is None:
+            os.environ.pop(AUTOINSTALL, None)
+        else:
+            os.environ[AUTOINSTALL] = was
 
 
 def _last_line(held):

@@ -68,8 +68,9 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
 @pytest.mark.parametrize("path", [NOTEBOOK, CHINESE], ids=["en", "cn"])
 def test_the_first_cell_says_how_to_install_beside_a_paddle_already_there(path):
     first = nbformat.read(path, as_version=4).cells[0].source
-    assert 'pip install -e ".[cpu,notebook]"' in first and "!pip install -e .." in first
-    assert "AI Studio" in first and "paddlepaddle-gpu" in first
+    # Paddle first (CPU or GPU), then requirements.txt, which never replaces it
+    assert "pip install -r requirements.txt" in first and "paddlepaddle-gpu" in first
+    assert "AI Studio" in first and "!cd .. && pip install -r requirements.txt" in first
 
 
 def markdown_cells(path):
