@@ -47,7 +47,7 @@ class Checkpoint:
             state = json.loads((self.folder / "state.json").read_text())
         except (OSError, ValueError):
             raise ConfigError(f"{self.save_dir}: no checkpoint to resume from; start a new "
-                              f"training without --resume") from None
+                              f"training without resume=True") from None
         try:
             state["metrics"].setdefault("augment", False)  # saved before augmentation existed
             state["metrics"].setdefault("graph", "static")  # and before the dynamic mode
@@ -56,18 +56,18 @@ class Checkpoint:
         except (ConfigError, KeyError, TypeError, AttributeError, ValueError) as e:
             what = f"no {e}" if isinstance(e, KeyError) else e
             raise ConfigError(f"{self.save_dir}: the checkpoint is damaged ({what}); start a "
-                              f"new training without --resume") from None
+                              f"new training without resume=True") from None
         return state
 
     def check_settings(self, state, given):
         """Refuse ``given`` settings (name: value) that differ from those the checkpoint's
         training started with, naming each: a resumed training goes on with its own."""
-        differ = [f"--{k.replace('_', '-')} {v} (it has {state['metrics'][k]})"
+        differ = [f"{k}={v!r} (it has {state['metrics'][k]!r})"
                   for k, v in given.items() if v != state["metrics"][k]]
         if differ:
-            raise ConfigError(f"{self.save_dir}: --resume goes on with the settings the training "
-                              f"started with, and these differ: {'; '.join(differ)}; leave them "
-                              f"out, or start a new training without --resume")
+            raise ConfigError(f"{self.save_dir}: resume=True goes on with the settings the "
+                              f"training started with, and these differ: {'; '.join(differ)}; "
+                              f"leave them out, or start a new training without resume=True")
 
     def check_data(self, state, source):
         """Refuse to go on with other data than the checkpoint's training had."""
@@ -82,7 +82,7 @@ class Checkpoint:
             engine.load_checkpoint(self.folder / "train")
         except Exception as e:  # noqa: BLE001 - a damaged file fails anywhere in Paddle
             raise ConfigError(f"{self.save_dir}: the checkpoint's parameters cannot be loaded "
-                              f"({one_line(e)}); start a new training without --resume") from None
+                              f"({one_line(e)}); start a new training without resume=True") from None
 
     def remove(self):
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -4,6 +4,7 @@ import argparse
 import errno
 import io
 import json
+import re
 import socket
 import sys
 import warnings
@@ -14,7 +15,7 @@ from .errors import NO_PADDLE, ConfigError, FallbackWarning, RecognizeDigitsErro
 
 
 def _data_options(parser):
-    parser.add_argument("--data-dir", help=f"folder with the MNIST files (default: "
+    parser.add_argument("--data-dir", metavar="DIR", help=f"folder with the MNIST files (default: "
                         f"${data_module.ENV_VAR}, then Paddle's cache, then download)")
     parser.add_argument("--sample", action="store_true",
                         help="use the small MNIST sample bundled with the package")
@@ -63,6 +64,35 @@ def _model_path(args):
     return args.onnx or args.model_dir or args.default_model
 
 
+# The library names its arguments as a Python call does (save_dir=..., resume=True,
+# epochs=0); its messages reach the command line through in_cli_words, which says each as
+# the option it is. These few are spelled otherwise on the command line.
+OPTION_FOR = {"learning_rate": "lr", "onnx_path": "onnx"}
+PYTHON_ARGUMENT = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|\.\.\.|[^\s,;:()]*[^\s,;:().])?")
+
+
+def in_cli_words(message, parser):
+    """``message`` with every argument that ``parser`` has as an option said as that option:
+    ``save_dir=...`` as ``--save-dir DIR``, ``resume=True`` as ``--resume``,
+    ``learning_rate=0.0`` as ``--lr 0.0``. Arguments the command lacks stay as they are."""
+    options = {action.dest: action for action in parser._actions if action.option_strings}
+
+    def say(match):
+        name, value = match.groups()
+        action = options.get(OPTION_FOR.get(name, name))
+        if action is None:
+            return match.group(0)
+        flag = action.option_strings[-1]
+        if action.nargs == 0:  # --resume, --no-onednn: they say only the value they set
+            return flag if value == repr(action.const) else match.group(0)
+        if value is None:
+            return flag
+        if value == "...":
+            return f"{flag} {action.metavar or action.dest.upper()}"
+        return f"{flag} {value.strip(chr(34) + chr(39))}"
+    return PYTHON_ARGUMENT.sub(say, message)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with usage errors on one line like the package's own errors."""
 
@@ -91,7 +121,8 @@ def build_parser():
                    help="auto takes the GPU when Paddle has one (default: auto)")
     _data_options(p)
     _validation_option(p)
-    p.add_argument("--save-dir", default=DEFAULT_SAVE_DIR, help=f"folder that keeps the best "
+    p.add_argument("--save-dir", metavar="DIR", default=DEFAULT_SAVE_DIR, help=f"folder that "
+                   f"keeps the best "
                    f"pass's model, its metrics.json and a Ctrl-C checkpoint (default: "
                    f"{DEFAULT_SAVE_DIR})")
     p.add_argument("--seed", type=int, help="make the run reproducible (default: a random "
@@ -136,7 +167,8 @@ def build_parser():
                    f"(default: {DEFAULT_SAVE_DIR}); it is left as it is")
     p.add_argument("--images", required=True, metavar="DIR", help="your labelled digits: in "
                    "sub-folders 0 to 9, or each file name starting with its digit")
-    p.add_argument("--save-dir", required=True, help="folder for the fine-tuned model (not "
+    p.add_argument("--save-dir", metavar="DIR", required=True, help="folder for the "
+                   "fine-tuned model (not "
                    "--model-dir, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --save-dir to be --model-dir, replacing the model")
@@ -205,6 +237,8 @@ def build_parser():
                    help="a folder URL holding the four files, tried before the built-in "
                    "mirrors; may be repeated")
     p.set_defaults(func=_download)
+    for p in commands.choices.values():  # to say the library's messages in its options
+        p.set_defaults(command_parser=p)
     return parser
 
 
@@ -282,11 +316,10 @@ def _finetune(args):
 
     check_positive(epochs=args.epochs)
     check_positive(whole=False, learning_rate=args.lr)
-    data = data_module.load_mnist(args.data_dir, args.sample)
-    tqdm.write(f"Fine-tuning {args.model_dir} on your digits in {args.images}, mixed with "
-               f"{data.source}")
+    tqdm.write(f"Fine-tuning {args.model_dir} on your digits in {args.images}")
     metrics = finetune(args.model_dir, args.images, args.save_dir, args.epochs, args.lr,
-                       seed=args.seed, data=data, graph=args.graph, device=args.device,
+                       seed=args.seed, data_dir=args.data_dir, sample=args.sample,
+                       graph=args.graph, device=args.device,
                        overwrite=args.overwrite, event_handler=_progress(), log=tqdm.write,
                        onednn=args.onednn, threads=args.threads)
     tuned = metrics["finetune"]
@@ -341,7 +374,7 @@ def _evaluate(args):
     model = open_model(_model_path(args), threads=args.threads, onednn=args.onednn)
     if args.images:
         return _evaluate_images(model, args.images, args.report)
-    data = data_module.load_mnist(args.data_dir, args.sample)
+    data = data_module.load_mnist(args.data_dir, args.sample, train=False)
     probs = predict_all(model, data.test_images)
     cost, acc = evaluate(model, data.test_images, data.test_labels, probs)
     print(f"Test cost {cost:.4f}, accuracy {100 * acc:.2f}% on {len(data.test_images)} "
@@ -457,7 +490,7 @@ def _corrections_note(model, corrections):
 
 
 def _download(args):
-    folder = data_module.find_data_dir(mirror=args.mirror)
+    folder = data_module.download(args.mirror)
     print(f"MNIST is in {folder}")
 
 
@@ -478,6 +511,7 @@ def main(argv=None):
         print(f"recognize-digits: error: {NO_PADDLE}", file=sys.stderr)
         return 1
     args = build_parser().parse_args(argv)
+    words = lambda error: in_cli_words(str(error), args.command_parser)  # noqa: E731
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", FallbackWarning)
@@ -485,7 +519,7 @@ def main(argv=None):
             code = args.func(args)
     except RecognizeDigitsError as e:
         print(f"recognize-digits: {'stopped' if isinstance(e, KeyboardInterrupt) else 'error'}: "
-              f"{e}", file=sys.stderr)
+              f"{words(e)}", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else 1
     except KeyboardInterrupt:
         print("recognize-digits: interrupted", file=sys.stderr)

@@ -114,8 +114,13 @@ def _find(folder, name):
     return None
 
 
-def _complete(folder):
-    return folder is not None and all(_find(Path(folder), name) for name in FILES)
+def _complete(folder, files=FILES):
+    return folder is not None and all(_find(Path(folder), name) for name in files)
+
+
+def _files(train=True):
+    """The files to find: all four, or the test set's two."""
+    return FILES if train else {k: v for k, v in FILES.items() if k.startswith("t10k")}
 
 
 def read_split(folder, split):
@@ -129,37 +134,59 @@ def read_split(folder, split):
     return images, labels.astype(np.int64)
 
 
-def find_data_dir(data_dir=None, download=True, mirror=None):
-    """The folder holding the four MNIST files, downloading them if needed.
-
-    ``mirror`` (a URL, or a list of them) is tried before :data:`MIRRORS`.
-    """
+def _found(data_dir=None, files=FILES):
+    """The folder holding ``files``: ``data_dir``, else the one the environment names, else
+    Paddle's cache if it has them; None if none does."""
     if data_dir is not None:
-        if not _complete(Path(data_dir)):
-            raise DataError(f"{data_dir} does not hold the four MNIST files "
-                            f"({', '.join(FILES)}); point to the right folder")
+        if not _complete(data_dir, files):
+            raise DataError(f"{data_dir} does not hold the MNIST files ({', '.join(files)}); "
+                            f"point data_dir=... to the right folder")
         return Path(data_dir)
     env = os.environ.get(ENV_VAR)
     if env:
-        if not _complete(Path(env)):
-            raise DataError(f"{ENV_VAR}={env} does not hold the four MNIST files; "
-                            f"fix or unset the variable")
+        if not _complete(env, files):
+            raise DataError(f"{ENV_VAR}={env} does not hold the MNIST files "
+                            f"({', '.join(files)}); fix or unset the variable")
         return Path(env)
     cache = PADDLE_CACHE.expanduser()
-    if _complete(cache):
-        return cache
+    return cache if _complete(cache, files) else None
+
+
+def find_data_dir(data_dir=None, download=True, train=True):
+    """The folder holding MNIST (only its test set's files with ``train=False``), downloading
+    what is missing into Paddle's cache if ``download``."""
+    files = _files(train)
+    folder = _found(data_dir, files)
+    if folder is not None:
+        return folder
+    cache = PADDLE_CACHE.expanduser()
     if not download:
         raise DataError(_no_data_message(cache))
     try:
-        return fetch(cache, _mirrors_from(mirror))
-    except OSError as e:
-        raise DataError(f"download failed ({e}). " + _no_data_message(cache)) from None
+        return fetch(cache, files=files)
+    except DataError as e:
+        raise DataError(f"{e}. {_no_data_message(cache)}") from None
+
+
+def download(mirror=None):
+    """``recognize-digits download``: the folder that holds MNIST, after downloading it into
+    Paddle's cache if no folder has it yet; ``mirror`` (a URL, or a list of them) is tried
+    before :data:`MIRRORS`."""
+    folder = _found()
+    if folder is not None:
+        return folder
+    try:
+        return fetch(PADDLE_CACHE, _mirrors_from(mirror))
+    except DataError as e:
+        raise DataError(f"{e}; try again later, or give a mirror that serves the four files "
+                        f"with mirror=...") from None
 
 
 def _no_data_message(cache):
-    return (f"MNIST not found. Give its folder with --data-dir, or set {ENV_VAR}, or put the "
-            f"files in {cache}, or run 'recognize-digits download' online, or use the bundled "
-            f"sample with --sample")
+    # in the words of the Python API; the command line says them as its options
+    return (f"MNIST not found: give its folder with data_dir=..., set {ENV_VAR}, put the "
+            f"files in {cache}, download them with 'recognize-digits download' when online, "
+            f"or use the bundled sample with sample=True")
 
 
 def _mirrors_from(first):
@@ -209,8 +236,7 @@ def _fetch_one(target, md5, mirrors, quiet):
             if os.path.exists(tmp):
                 os.remove(tmp)
     raise DataError(f"{target.name}: download failed from every mirror "
-                    f"({'; '.join(failures)}). Try again later, or give the MNIST folder "
-                    f"with --data-dir, or use the bundled sample with --sample")
+                    f"({'; '.join(failures)})")
 
 
 def _download(url, out, md5, quiet):
@@ -255,13 +281,18 @@ def _md5(path):
     return h.hexdigest()
 
 
-def load_mnist(data_dir=None, sample=False, download=True):
-    """Load MNIST: the bundled sample, or the full set found by :func:`find_data_dir`."""
-    folder = SAMPLE_DIR if sample else find_data_dir(data_dir, download)
-    train, test = read_split(folder, "train"), read_split(folder, "t10k")
-    source = (f"sample ({len(train[0])} train / {len(test[0])} test images bundled "
-              f"with the package)") if sample else str(folder)
-    return MNIST(*train, *test, source=source)
+def load_mnist(data_dir=None, sample=False, download=True, train=True):
+    """Load MNIST: the bundled sample, or the full set found by :func:`find_data_dir`.
+    ``train=False`` loads (and downloads) the test set alone: the training images and
+    labels are then empty."""
+    folder = SAMPLE_DIR if sample else find_data_dir(data_dir, download, train)
+    test = read_split(folder, "t10k")
+    training = (read_split(folder, "train") if train else
+                (np.empty((0, 28, 28), np.uint8), np.empty(0, np.int64)))
+    counts = f"{len(training[0])} train / " if train else ""
+    source = (f"sample ({counts}{len(test[0])} test images bundled with the package)"
+              if sample else str(folder))
+    return MNIST(*training, *test, source=source)
 
 
 def normalize(images):
@@ -294,6 +325,6 @@ def validation_size(train_count, validation=None):
     if validation is None:
         return train_count // 12
     if not (isinstance(validation, (int, np.integer)) and 0 <= validation < train_count):
-        raise ConfigError(f"validation must be a whole number of images from 0 to "
-                          f"{train_count - 1}, got {validation}")
+        raise ConfigError(f"validation={validation!r}: must be a whole number of images "
+                          f"from 0 to {train_count - 1}")
     return int(validation)

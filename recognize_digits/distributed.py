@@ -176,21 +176,21 @@ def check_workers(workers, graph, batch_size, gpu):
     started = world()[1]
     if started > 1:  # under the launcher (or in one of our own workers)
         if workers not in (1, started):
-            raise ConfigError(f"--workers {workers}, but the launcher started {started} "
-                              f"workers; leave --workers out under the launcher")
+            raise ConfigError(f"workers={workers}, but the launcher started {started} "
+                              f"workers; leave workers= out under the launcher")
         workers = started
     if workers > 1 and graph != "dynamic":
-        raise ConfigError(f"--workers {workers} trains the dynamic graph (Paddle's static data "
-                          f"parallelism does not run on the new IR): add --graph dynamic")
+        raise ConfigError(f"workers={workers} trains the dynamic graph (Paddle's static data "
+                          f"parallelism does not run on the new IR): add graph='dynamic'")
     if workers > batch_size:
         raise ConfigError(f"a batch of {batch_size} cannot be split over {workers} workers; "
-                          f"choose --workers {batch_size} or fewer")
+                          f"choose workers={batch_size} or fewer")
     if workers > started:  # to be started here
         have, what = ((paddle.device.cuda.device_count(), "GPUs") if gpu else
                       (available_cores(), "cores"))
         if workers > have:
-            raise ConfigError(f"--workers {workers}: this process may use {have} {what}, one "
-                              f"a worker; choose --workers {have} or fewer")
+            raise ConfigError(f"workers={workers}: this process may use {have} {what}, one "
+                              f"a worker; choose workers={have} or fewer")
     return workers
 
 

@@ -23,11 +23,11 @@ TEST_BATCH_SIZE = 1000  # larger test batches only speed up the test pass
 def select_place(device="auto"):
     """CPUPlace or CUDAPlace for ``device`` "auto", "cpu" or "gpu"."""
     if device not in ("auto", "cpu", "gpu"):
-        raise ConfigError(f"unknown device {device!r}; choose auto, cpu or gpu")
+        raise ConfigError(f"device={device!r}: must be 'auto', 'cpu' or 'gpu'")
     has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if device == "gpu" and not has_gpu:
         raise ConfigError("no GPU: this Paddle build has no CUDA or sees no GPU; "
-                          "use --device cpu (or auto)")
+                          "use device='cpu' or device='auto'")
     return paddle.CUDAPlace(0) if has_gpu and device != "cpu" else paddle.CPUPlace()
 
 

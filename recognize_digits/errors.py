@@ -56,14 +56,14 @@ def one_line(error):
 
 def check_positive(whole=True, **options):
     """Refuse any option that is set (not None) but not a number > 0 (a whole number unless
-    ``whole=False``)."""
+    ``whole=False``), naming it as a Python call does (the command line says it as its
+    option)."""
     kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
     for name, value in options.items():
-        flag = name.replace("_", "-")
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, kinds):
-            raise ConfigError(f"{flag} must be {'a whole number' if whole else 'a number'}, "
-                              f"got {value!r}")
+            raise ConfigError(f"{name}={value!r}: must be "
+                              f"{'a whole number' if whole else 'a number'}")
         if not value > 0:
-            raise ConfigError(f"{flag} must be > 0, got {value}")
+            raise ConfigError(f"{name}={value!r}: must be > 0")

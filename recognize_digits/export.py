@@ -79,15 +79,14 @@ def check_output(onnx_path, force=False):
     folder = onnx_path.parent
     if not folder.is_dir():
         raise ConfigError(f"{onnx_path}: the folder {folder} does not exist; create it or "
-                          f"choose another --onnx")
+                          f"choose another onnx_path=...")
     if onnx_path.exists() and not force:
-        raise ConfigError(f"{onnx_path}: already exists; add --force to replace it "
-                          f"(force=True in Python)")
+        raise ConfigError(f"{onnx_path}: already exists; add force=True to replace it")
     try:
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as e:
         raise ConfigError(f"{onnx_path}: cannot write in {folder} ({e.strerror}); choose "
-                          f"another --onnx") from None
+                          f"another onnx_path=...") from None
 
 
 def _convert(paddle2onnx, files, target):

@@ -64,6 +64,7 @@ def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_
                           f"least {MIN_DIGITS}, better a few of each digit")
     train_at, held_at = split(labels, held_out, seed)
     mnist = data or load_mnist(data_dir, sample)
+    log(f"Mixing in MNIST training digits from {mnist.source}")
     rng = np.random.default_rng(seed)
     count = round(mix * repeat * len(train_at))
     mixed = rng.choice(len(mnist.train_images), count, replace=count > len(mnist.train_images))
@@ -125,8 +126,8 @@ def _check_save_dir(model_dir, save_dir, overwrite):
     """Never write over the model fine-tuned, or inside it, unless asked to replace it."""
     model, target = (Path(os.path.realpath(p)) for p in (model_dir, save_dir))
     if target == model and not overwrite:
-        raise ConfigError(f"{save_dir}: is the model to fine-tune; choose another --save-dir, "
-                          f"or give --overwrite to replace it")
+        raise ConfigError(f"{save_dir}: is the model to fine-tune; choose another "
+                          f"save_dir=..., or give overwrite=True to replace it")
     if model in target.parents:
         raise ConfigError(f"{save_dir}: is inside the model to fine-tune, which the new "
                           f"model would replace; choose a folder outside {model_dir}")

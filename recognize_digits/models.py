@@ -125,7 +125,7 @@ LAYERS = {"softmax": SoftmaxRegression, "mlp": MultilayerPerceptron, "cnn": LeNe
 
 def check_model(name):
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ConfigError(f"model={name!r}: must be one of {', '.join(map(repr, MODELS))}")
     return name
 
 

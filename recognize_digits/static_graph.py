@@ -103,7 +103,7 @@ class StaticEngine(Engine):
             if self.onednn_unavailable:
                 log(f"The oneDNN convolutions do not work on this Paddle "
                     f"({self.onednn_unavailable}); training on Paddle's plain kernels "
-                    f"instead (--no-onednn skips trying)")
+                    f"instead (onednn=False skips trying)")
                 self.programs, self.onednn = Programs(model, learning_rate, seed), False
         self.exe.run(self.programs.startup)
 

@@ -108,19 +108,19 @@ def check_save_dir(save_dir):
     """
     save_dir = Path(save_dir)
     if save_dir.exists() and not save_dir.is_dir():
-        raise ConfigError(f"{save_dir}: is a file, not a folder; choose another --save-dir")
+        raise ConfigError(f"{save_dir}: is a file, not a folder; choose another save_dir=...")
     here, target = Path.cwd().resolve(), save_dir.resolve()
     if target == here or target in here.parents or os.path.ismount(target):
         raise ConfigError(f"{save_dir}: each best pass replaces the save folder as a whole, "
                           f"so it cannot be the current folder, one above it or a mount point; "
-                          f"choose a folder of its own, such as --save-dir model")
+                          f"choose a folder of its own, such as save_dir='model'")
     try:
         save_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=save_dir).close()
         os.rmdir(tempfile.mkdtemp(dir=target.parent))
     except OSError as e:
         raise ConfigError(f"{save_dir}: cannot write the model there ({e.strerror}); "
-                          f"choose another --save-dir") from None
+                          f"choose another save_dir=...") from None
 
 
 def replace_folder(new, target):
@@ -228,7 +228,7 @@ def exclusive(folder):
         if not _lock(lock.fileno()):
             lock.seek(0)
             raise ConfigError(f"{folder}: another training (pid {lock.read().strip() or '?'}) "
-                              f"is saving there; wait for it or choose another --save-dir")
+                              f"is saving there; wait for it or choose another save_dir=...")
         try:
             lock.seek(0)
             lock.truncate()

@@ -166,11 +166,11 @@ def prepare(model, epochs, batch_size, learning_rate, seed, validation, device, 
             state["metrics"][k] for k in SETTINGS)
     check_model(model)
     if graph not in ENGINES:
-        raise ConfigError(f"graph must be 'static' or 'dynamic', got {graph!r}")
+        raise ConfigError(f"graph={graph!r}: must be 'static' or 'dynamic'")
     check_positive(epochs=epochs, batch_size=batch_size, threads=threads, workers=workers)
     check_positive(whole=False, learning_rate=learning_rate)
     if seed is not None and not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31):
-        raise ConfigError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
+        raise ConfigError(f"seed={seed!r}: must be a whole number from 0 to {2**31 - 1}")
     run.place = select_place(device)
     workers = check_workers(workers, graph, batch_size, not isinstance(run.place, paddle.CPUPlace))
     check_save_dir(save_dir)
@@ -289,8 +289,8 @@ def interrupt(run, pass_id, batch_id, rng_state, partial):
         "metrics": run.metrics})
     raise TrainingInterrupted(
         f"stopped at pass {pass_id}, batch {batch_id}; a checkpoint is in "
-        f"{run.checkpoint.folder}: continue with 'recognize-digits train --resume --save-dir "
-        f"{run.save_dir}' (the same data options)")
+        f"{run.checkpoint.folder}: go on with resume=True and save_dir={str(run.save_dir)!r} "
+        f"(and the same data)")
 
 
 def save_model(run, metrics):

@@ -114,12 +114,49 @@ def test_offline_without_data_names_every_way(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "empty")
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     with pytest.raises(DataError) as e:
-        data.find_data_dir(download=False)
-    for way in ("--data-dir", data.ENV_VAR, str(tmp_path / "empty"), "download", "--sample"):
+        data.load_mnist(download=False)
+    # in Python, the API's argument names (as the notebook's user sees them)
+    for way in ("data_dir=...", data.ENV_VAR, str(tmp_path / "empty"), "recognize-digits "
+                "download", "sample=True"):
         assert way in str(e.value)
-    assert "data_dir=" not in str(e.value)  # the command line's options, not the API's
-    with pytest.raises(DataError, match="does not hold the four MNIST files"):
+    assert "--" not in str(e.value)
+    with pytest.raises(DataError, match="does not hold the MNIST files.*data_dir="):
         data.find_data_dir(tmp_path)
+
+
+def test_offline_the_command_line_names_its_own_options(tmp_path, monkeypatch, capsys):
+    from recognize_digits import cli
+
+    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "empty")
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setattr(data, "MIRRORS", ("http://127.0.0.1:9/",))  # refused at once
+    for argv in (["train", "--save-dir", str(tmp_path / "m")],
+                 ["compare", "--out", str(tmp_path / "c")]):
+        assert cli.main(argv) == 1
+        message = capsys.readouterr().err
+        assert "download failed from every mirror" in message, message
+        assert "--data-dir DIR" in message and "--sample" in message
+        assert "data_dir=" not in message and "sample=True" not in message
+    # download has neither option: its failure names what it has
+    assert cli.main(["download"]) == 1
+    err = capsys.readouterr().err
+    assert "download failed from every mirror" in err and "--mirror URL" in err
+    assert "sample" not in err and "data-dir" not in err and "mirror=" not in err
+
+
+def test_evaluate_fetches_only_the_test_set(tmp_path, monkeypatch, file_server):
+    served, url = file_server
+    files = _serve_mnist(served)
+    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(data, "FILES", files)
+    monkeypatch.setattr(data, "MIRRORS", (url,))
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    mnist = data.load_mnist(train=False)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        name for name in files if name.startswith("t10k"))
+    assert mnist.train_images.shape == (0, 28, 28) and mnist.test_images.shape == (10, 28, 28)
+    assert data.load_mnist(sample=True, train=False).source == \
+        "sample (1000 test images bundled with the package)"
 
 
 def _serve_mnist(folder):
@@ -134,7 +171,7 @@ def test_download_checks_md5_into_cache(tmp_path, monkeypatch, file_server):
     monkeypatch.setattr(data, "PADDLE_CACHE", cache)
     monkeypatch.setattr(data, "FILES", files)
     monkeypatch.delenv(data.ENV_VAR, raising=False)
-    assert data.find_data_dir(mirror=url) == cache
+    assert data.download(mirror=url) == cache
     assert sorted(p.name for p in cache.iterdir()) == sorted(files)
     assert data.load_mnist().train_images.shape == (20, 28, 28)
 
@@ -153,9 +190,12 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch, file_server):
     monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
     monkeypatch.setattr(data, "MIRRORS", ())  # no fallback to the real mirrors
     monkeypatch.delenv(data.ENV_VAR, raising=False)
-    with pytest.raises(DataError, match="download failed.*--sample") as e:
-        data.find_data_dir(mirror=url)
-    assert "data_dir=" not in str(e.value) and "sample=True" not in str(e.value)
+    with pytest.raises(DataError, match="download failed.*sample=True") as e:
+        data.find_data_dir()
+    assert "--" not in str(e.value)
+    with pytest.raises(DataError, match="download failed.*try again later.*mirror=...") as e:
+        data.download(mirror=url)
+    assert "sample" not in str(e.value)
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -268,10 +308,9 @@ def test_every_mirror_failing_is_one_line_naming_each(tmp_path, monkeypatch, mir
     message = str(e.value)
     assert "\n" not in message
     for said in (next(iter(data.FILES)), "download failed", f"{refused}: Connection refused",
-                 f"{missing}: HTTP 404", f"{wrong}: wrong file (md5", "try again later",
-                 "--data-dir", "--sample"):
+                 f"{missing}: HTTP 404", f"{wrong}: wrong file (md5", "data_dir=...",
+                 "sample=True"):
         assert said.lower() in message.lower()
-    assert "data_dir=" not in message and "sample=True" not in message  # the CLI's words only
     assert list(cache.iterdir()) == []
 
 
@@ -295,7 +334,7 @@ def test_given_mirrors_come_first(tmp_path, monkeypatch, mirror, cache, refused)
     other, other_requests = mirror(tmp_path / "good")
     monkeypatch.setattr(data, "MIRRORS", (other,))
     # The given mirror is used before the built-in one; one without its final slash works.
-    assert data.find_data_dir(mirror=url.rstrip("/")) == cache
+    assert data.download(mirror=url.rstrip("/")) == cache
     assert sorted(requests) == sorted(data.FILES) and other_requests == []
     assert data._mirrors_from([refused, url]) == (refused, url, other)
     assert data._mirrors_from(other) == (other,)

@@ -205,14 +205,14 @@ def test_workers_are_refused_beyond_the_cores_the_static_graph_and_the_batch(sam
                                                                            monkeypatch):
     options = dict(data=sample, save_dir=tmp_path / "m", graph="dynamic")
     monkeypatch.setattr(distributed, "available_cores", lambda: 1)
-    with pytest.raises(ConfigError, match=r"^--workers 2: this process may use 1 cores, one a "
-                                          r"worker; choose --workers 1 or fewer$"):
+    with pytest.raises(ConfigError, match=r"^workers=2: this process may use 1 cores, one a "
+                                          r"worker; choose workers=1 or fewer$"):
         train(workers=2, **options)
-    with pytest.raises(ConfigError, match="trains the dynamic graph.*add --graph dynamic"):
+    with pytest.raises(ConfigError, match="trains the dynamic graph.*add graph='dynamic'"):
         train(workers=2, **{**options, "graph": "static"})
     with pytest.raises(ConfigError, match="a batch of 4 cannot be split over 8 workers"):
         train(workers=8, batch_size=4, **options)
-    with pytest.raises(ConfigError, match="workers must be > 0"):
+    with pytest.raises(ConfigError, match="workers=0: must be > 0"):
         train(workers=0, **options)
     assert not (tmp_path / "m").exists()
 

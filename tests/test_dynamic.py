@@ -51,7 +51,7 @@ def test_dynamic_training_keeps_the_mode_it_found(sample, tmp_path):
     with dynamic_mode():  # loading a model leaves dynamic mode on
         InferenceModel(tmp_path / "a")
         assert paddle.in_dynamic_mode()
-    with pytest.raises(ConfigError, match="graph must be 'static' or 'dynamic'"):
+    with pytest.raises(ConfigError, match="graph='eager': must be 'static' or 'dynamic'"):
         train(data=data, save_dir=tmp_path / "b", graph="eager")
 
 

@@ -93,8 +93,8 @@ def copy_some(pen_digits, folder, count=None, digit=None):
     ("one digit", "every image is a 3; give images of other digits too"),
     ("few", "9 digits are too few to learn from; give at least 10"),
     ("not a model", "not a model saved by 'recognize-digits train'"),
-    ("out is the model", "is the model to fine-tune; choose another --save-dir, or give "
-                         "--overwrite"),
+    ("out is the model", "is the model to fine-tune; choose another save_dir=..., or give "
+                         "overwrite=True"),
     ("out inside the model", "is inside the model to fine-tune"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(case, message, trained_cnn, sample,

@@ -246,7 +246,7 @@ def test_a_second_writer_is_refused_while_another_process_holds_the_folder(
     try:
         assert holder.stdout.readline() == "holding\n"
         message = (rf"another training \(pid {holder.pid}\) is saving there; "
-                   rf"wait for it or choose another --save-dir")
+                   rf"wait for it or choose another save_dir=...")
         with pytest.raises(ConfigError, match=message):
             with storage.exclusive(folder):
                 pass

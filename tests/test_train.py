@@ -222,7 +222,7 @@ def test_device_selection():
     assert isinstance(select_place("cpu"), paddle.CPUPlace)
     if not paddle.is_compiled_with_cuda():
         assert isinstance(select_place("auto"), paddle.CPUPlace)
-        with pytest.raises(ConfigError, match="no GPU.*--device cpu"):
+        with pytest.raises(ConfigError, match="no GPU.*device='cpu'"):
             select_place("gpu")
     with mock.patch("paddle.is_compiled_with_cuda", return_value=True), \
             mock.patch("paddle.device.cuda.device_count", return_value=0):
@@ -375,7 +375,7 @@ def test_a_failing_fast_path_falls_back_to_the_plain_kernels(sample, tmp_path, m
     metrics = train("cnn", epochs=1, data=data, save_dir=tmp_path / "fallback", seed=3,
                     event_handler=events.append, log=lines.append)
     assert "do not work on this Paddle (ValueError: attribute 'paddings'" in lines[0]
-    assert "plain kernels" in lines[0] and "--no-onednn" in lines[0]
+    assert "plain kernels" in lines[0] and "onednn=False" in lines[0]
     assert metrics["onednn"] is False and "paddings" in metrics["onednn_unavailable"]
     assert [e.cost for e in events if isinstance(e, StepEvent)] == [
         e.cost for e in plain_events if isinstance(e, StepEvent)]
@@ -425,10 +425,10 @@ def test_prediction_falls_back_when_onednn_fails(trained_cnn, monkeypatch):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(model="lenet"), "unknown model 'lenet'"),
-    (dict(epochs=0), "epochs must be > 0"),
-    (dict(batch_size=-1), "batch-size must be > 0"),
-    (dict(learning_rate=0.0), "learning-rate must be > 0"),
+    (dict(model="lenet"), "model='lenet': must be one of 'softmax', 'mlp', 'cnn'"),
+    (dict(epochs=0), "epochs=0: must be > 0"),
+    (dict(batch_size=-1), "batch_size=-1: must be > 0"),
+    (dict(learning_rate=0.0), "learning_rate=0.0: must be > 0"),
 ])
 def test_bad_options_are_refused(options, message, sample, tmp_path):
     with pytest.raises(ConfigError, match=message):
@@ -451,11 +451,11 @@ def test_resume_refuses_settings_or_data_other_than_the_checkpoints(sample, tmp_
     with pytest.raises(TrainingInterrupted):
         train("softmax", epochs=2, data=data, save_dir=tmp_path, seed=1, event_handler=stop,
               log=lambda *a: None)
-    for options, named in ((dict(model="mlp"), "--model mlp (it has softmax)"),
+    for options, named in ((dict(model="mlp"), "model='mlp' (it has 'softmax')"),
                            (dict(epochs=3, learning_rate=0.01),
-                            "--epochs 3 (it has 2); --learning-rate 0.01 (it has 0.001)"),
-                           (dict(graph="dynamic"), "--graph dynamic (it has static)"),
-                           (dict(seed=2), "--seed 2 (it has 1)")):
+                            "epochs=3 (it has 2); learning_rate=0.01 (it has 0.001)"),
+                           (dict(graph="dynamic"), "graph='dynamic' (it has 'static')"),
+                           (dict(seed=2), "seed=2 (it has 1)")):
         with pytest.raises(ConfigError, match=re.escape(named)):
             train(data=data, save_dir=tmp_path, resume=True, **options, **quiet())
     other = load_mnist(write_mnist(tmp_path / "other", n_train=640, n_test=200))
