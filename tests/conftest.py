@@ -36,6 +36,18 @@ def write_mnist(folder, n_train=20, n_test=10, seed=0):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def paddle_mode():
+    """Paddle's static or dynamic mode as it was before each test, whatever the test left:
+    no result may depend on the order the tests ran in."""
+    import paddle
+
+    dynamic = paddle.in_dynamic_mode()
+    yield
+    if paddle.in_dynamic_mode() != dynamic:
+        paddle.disable_static() if dynamic else paddle.enable_static()
+
+
 @pytest.fixture
 def file_server(tmp_path):
     """Serve a folder over HTTP on 127.0.0.1; yields (folder, base URL)."""

@@ -174,6 +174,25 @@ def test_without_paddle_the_package_imports_and_says_how_to_install_one():
     assert "paddlepaddle-gpu" in cli.stderr and len(cli.stderr.splitlines()) == 1
 
 
+def readme_test_command():
+    """The README's test command: the shell block after "To run the tests"."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.search(r"```bash\n(.*?)```", readme.split("To run the tests", 1)[1], re.S) \
+        .group(1).strip()
+
+
+def test_ci_runs_the_readme_s_test_command_first_in_a_fresh_environment():
+    command = readme_test_command()
+    assert command == 'pip install -e ".[cpu,test]" && pytest'
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    assert command in lines  # character for character, as a line of its own
+    before = lines[:lines.index(command)]
+    assert ["python3 -m venv .venv", ". .venv/bin/activate"] == [
+        line for line in before if "venv" in line and not line.startswith("rm ")]
+    assert not [line for line in before if re.search(r"\bpip\b", line)]  # nothing before it
+
+
 def test_ci_installs_every_system_package_the_tests_use():
     from recognize_digits import sources
 
