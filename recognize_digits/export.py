@@ -157,10 +157,13 @@ def describe(path, metrics):
         node.input[:] = [INPUT if name == old_input else name for name in node.input]
         node.output[:] = [OUTPUT if name == old_output else name for name in node.output]
     graph.output[0].name = OUTPUT
-    batch = graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    # the input's and the output's first dimension are the batch; the converter and the
+    # constant folding may have named the two differently
+    batch = {value.type.tensor_type.shape.dim[0].dim_param for value in (graph.input[0],
+                                                                         graph.output[0])}
     for value in [*graph.input, *graph.output, *graph.value_info]:
         for dim in value.type.tensor_type.shape.dim:
-            if batch and dim.dim_param == batch:
+            if dim.dim_param and dim.dim_param in batch:
                 dim.dim_param = BATCH
     notes = {"input": f"{INPUT}: float32 [{BATCH}, 1, 28, 28], grey digits light on dark, "
                       f"pixel / 127.5 - 1 (in [-1, 1])",
