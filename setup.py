@@ -16,7 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["recognize_digits", "recognize_digits.*"]),
-    package_data={"recognize_digits": ["sample/*.gz", "sample/README.md", "static/*.html"]},
+    package_data={"recognize_digits": ["sample/*.gz", "sample/README.md", "deploy/static/*.html"]},
     # No Paddle here: pip would install the CPU build over a GPU build (both are the package
     # 'paddle'). On the CPU, install with the [cpu] extra; beside paddlepaddle-gpu, without.
     install_requires=[

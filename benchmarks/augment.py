@@ -27,8 +27,8 @@ def lenet(threads=None):
     function that runs one training step on a batch."""
     import paddle
 
-    from recognize_digits import speed
-    from recognize_digits.train import Programs
+    from recognize_digits.plumbing import fast_cpu as speed
+    from recognize_digits.static_graph import Programs
 
     paddle.enable_static()
     paddle.seed(0)
@@ -53,7 +53,7 @@ def main():
     args = parser.parse_args()
 
     from recognize_digits import load_mnist
-    from recognize_digits.augment import augment
+    from recognize_digits.own_digits.augment import augment
     from recognize_digits.data import batches
 
     data = load_mnist(args.data_dir, sample=args.data_dir is None)

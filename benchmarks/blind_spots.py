@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from recognize_digits import InferenceModel, load_image, load_mnist
-from recognize_digits import handwriting
+from recognize_digits.own_digits import handwriting
 from recognize_digits.data import normalize
 from recognize_digits.errors import ImageError
 from recognize_digits.infer import open_image

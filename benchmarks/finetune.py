@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from recognize_digits import InferenceModel, load_image, load_mnist, sources
-from recognize_digits.finetune import EPOCHS, LEARNING_RATE, REPEAT, finetune
+from recognize_digits import InferenceModel, load_image, load_mnist
+from recognize_digits.own_digits import sources
+from recognize_digits.own_digits.finetune import EPOCHS, LEARNING_RATE, REPEAT, finetune
 from recognize_digits.infer import evaluate
 
 POOL = 300  # the tune-half digits fine-tuning chooses from

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from recognize_digits import InferenceModel, evaluate, load_image, load_mnist
-from recognize_digits import sources
+from recognize_digits.own_digits import sources
 from recognize_digits.errors import ImageError
-from recognize_digits.handwriting import save_user_like
+from recognize_digits.own_digits.handwriting import save_user_like
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = "f7e469d"  # the revision whose preprocessing is "today's"

@@ -45,8 +45,8 @@ def profile_steps(variant, data_dir, steps):
     from recognize_digits.data import batches
 
     if variant == "package":
-        from recognize_digits import speed
-        from recognize_digits.train import Programs
+        from recognize_digits.plumbing import fast_cpu as speed
+        from recognize_digits.static_graph import Programs
 
         paddle.enable_static()
         programs = Programs("cnn", seed=0)
@@ -87,7 +87,7 @@ def process_phases(data_dir):
     import importlib
 
     import recognize_digits  # noqa: F401
-    train = importlib.import_module("recognize_digits.train")
+    train = importlib.import_module("recognize_digits.training")
     phases = collections.Counter(**{"import": time.perf_counter() - start})
 
     def timed(name, function):
@@ -100,10 +100,11 @@ def process_phases(data_dir):
         return wrapper
 
     train.load_mnist = timed("data loading", train.load_mnist)
-    train.start = timed("programs and start-up", train.start)
-    train.run_pass = timed("training", train.run_pass)
-    train.test = timed("validation and test passes", train.test)
-    train.save_model = timed("saving", train.save_model)
+    loop = train.Training
+    loop.start = timed("programs and start-up", loop.start)
+    loop.run_pass = timed("training", loop.run_pass)
+    train.StaticEngine.test = timed("validation and test passes", train.StaticEngine.test)
+    loop.save_model = timed("saving", loop.save_model)
     with tempfile.TemporaryDirectory() as save_dir:
         train.train("cnn", epochs=1, data=(data_dir, False), save_dir=save_dir, seed=0,
                     log=lambda *a: None)

@@ -16,7 +16,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from recognize_digits.serve import make_server
+from recognize_digits.deploy.serve import make_server
 
 
 def main():

@@ -69,7 +69,8 @@ def _numpy_batches(data, steps):
 
 
 def run_project(data, steps, graph="static", workers=1):
-    from recognize_digits.train import StepEvent, train
+    from recognize_digits.events import StepEvent
+    from recognize_digits.training import train
 
     n = (WARMUP + steps) * 64
     data.train_images, data.train_labels = data.train_images[:n], data.train_labels[:n]
@@ -101,9 +102,10 @@ def plain_programs():
     import paddle
 
     from recognize_digits import models
-    from recognize_digits.train import Programs
+    from recognize_digits.engines.compare import ChapterConvPool
+    from recognize_digits.static_graph import Programs
 
-    models.ConvPool = models.ChapterConvPool  # stock layers in place of the package's
+    models.ConvPool = ChapterConvPool  # stock layers in place of the package's
     paddle.enable_static()
     programs = Programs("cnn", seed=0)
     exe = paddle.static.Executor(paddle.CPUPlace())
@@ -232,7 +234,7 @@ def run_engine(data, model):
     """Batch and one-image speed of ``model`` (a saved folder: Paddle Inference; a .onnx
     file: ONNX Runtime), in this process."""
     from recognize_digits.data import normalize
-    from recognize_digits.export import open_model
+    from recognize_digits.deploy.export import open_model
 
     model = open_model(model)
     images = normalize(data.test_images)
@@ -258,7 +260,7 @@ def run_engine(data, model):
 
 def run_equality(data, models):
     """How far the ONNX model's probabilities lie from Paddle's on the whole test set."""
-    from recognize_digits.export import compare, open_model
+    from recognize_digits.deploy.export import compare, open_model
 
     folder, onnx_file = models.split("|")
     return compare(open_model(folder), open_model(onnx_file), data.test_images)

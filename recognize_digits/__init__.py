@@ -1,7 +1,11 @@
 """Recognise handwritten digits (MNIST) with PaddlePaddle 3's static graph.
 
-The tutorial's steps, one module each: :mod:`.data`, :mod:`.models`, :mod:`.train`,
-:mod:`.infer`; :mod:`.cli` is the ``recognize-digits`` command.
+The chapter's steps, one module each: :mod:`.data`, :mod:`.models`, the static engine
+(:mod:`.static_graph`), the loop (:mod:`.training`) and :mod:`.infer`. Beside them, in
+subpackages loaded only when used: other engines (:mod:`.engines`), your own digits
+(:mod:`.own_digits`), deployment (:mod:`.deploy`) and figures (:mod:`.figures`); what keeps
+it all safe and fast is in :mod:`.plumbing`. :mod:`.cli` is the ``recognize-digits``
+command.
 """
 
 import os
@@ -24,7 +28,7 @@ __version__ = "0.1.0"
 
 from .errors import NO_PADDLE, RecognizeDigitsError  # noqa: E402
 
-__all__ = ["MNIST", "MODELS", "InferenceModel", "RecognizeDigitsError", "evaluate",
+__all__ = ["MNIST", "MODELS", "InferenceModel", "RecognizeDigitsError", "Settings", "evaluate",
            "load_image", "load_mnist", "train"]
 
 try:  # the package does not require a Paddle, so that pip never puts one over another
@@ -38,5 +42,6 @@ else:
     from .data import MNIST, load_mnist  # noqa: E402
     from .infer import InferenceModel, evaluate, load_image  # noqa: E402
     from .models import MODELS  # noqa: E402
-    from .train import train  # noqa: E402
+    from .settings import Settings  # noqa: E402
+    from .training import train  # noqa: E402
 

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from . import data as data_module
-from .errors import NO_PADDLE, ConfigError, FallbackWarning, RecognizeDigitsError, check_positive
+from .errors import NO_PADDLE, ConfigError, FallbackWarning, RecognizeDigitsError
 
 
 def _data_options(parser):
@@ -21,25 +21,60 @@ def _data_options(parser):
                         help="use the small MNIST sample bundled with the package")
 
 
-def _speed_options(parser):
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads (default: every core this process may use)")
-    parser.add_argument("--no-onednn", dest="onednn", action="store_false", default=None,
-                        help="use Paddle's plain CPU kernels instead of oneDNN")
+# The options of the training settings (settings.Settings), each stored under the
+# setting's name: the ones given go to train() as they are. Help says the default.
+SETTING_OPTIONS = {
+    "model": ("--model", dict(choices=["softmax", "mlp", "cnn"], help="softmax regression, "
+                              "multilayer perceptron or LeNet-5")),
+    "epochs": ("--epochs", dict(type=int, help="passes over the training set")),
+    "batch_size": ("--batch-size", dict(type=int, help="images in a training batch")),
+    "learning_rate": ("--lr", dict(type=float, help="Adam's learning rate")),
+    "device": ("--device", dict(choices=["auto", "cpu", "gpu"], help="auto takes the GPU "
+                                "when Paddle has one")),
+    "validation": ("--validation", dict(type=int, metavar="N", help="training images held out "
+                                        "to choose the best pass (default: 1/12 of them, 5,000 "
+                                        "of MNIST's 60,000); 0 trains on all and keeps the "
+                                        "last pass")),
+    "seed": ("--seed", dict(type=int, help="make the run reproducible (default: a random "
+                            "seed, recorded in metrics.json)")),
+    "augment": ("--augment", dict(action="store_true", help="train on randomly rotated, "
+                                  "scaled, slanted, shifted, thinner and thicker copies of the "
+                                  "training digits; better on some kinds of users' digits, "
+                                  "worse on others: score both with evaluate --images (default: "
+                                  "off, the chapter's settings)")),
+    "graph": ("--graph", dict(choices=["static", "dynamic"], help="static: a program run by "
+                              "an executor, as the chapter teaches; dynamic: the same network "
+                              "as a paddle.nn.Layer run eagerly, saved with paddle.jit.save")),
+    "workers": ("--workers", dict(type=int, help="train in N processes at once, each on its "
+                                  "share of every batch (data parallel, with --graph dynamic): "
+                                  "for more cores or GPUs than one process uses; on this kind "
+                                  "of 2-core machine the static graph is faster")),
+    "threads": ("--threads", dict(type=int, help="CPU threads (default: every core this "
+                                  "process may use)")),
+    "onednn": ("--no-onednn", dict(action="store_false", help="use Paddle's plain CPU kernels "
+                                   "instead of oneDNN")),
+}
 
 
-def _validation_option(parser):
-    parser.add_argument("--validation", type=int, metavar="N",
-                        help="training images held out to choose the best pass (default: 1/12 "
-                        "of them, 5,000 of MNIST's 60,000); 0 trains on all and keeps the last pass")
+def _settings(parser, *names, shown=None, **defaults):
+    """Add the options of the settings ``names``; ``defaults`` are this command's own,
+    the others default to None (not given: train() takes the setting's own default);
+    ``shown`` (name: text) says a default that is no value."""
+    from .settings import Settings
+
+    for name in names:
+        flag, options = SETTING_OPTIONS[name]
+        shown_default = (shown or {}).get(name, defaults.get(name, getattr(Settings, name)))
+        text = options["help"] if "(default:" in options["help"] or shown_default is None else (
+            f"{options['help']} (default: {shown_default})")
+        parser.add_argument(flag, dest=name, default=defaults.get(name),
+                            **{**options, "help": text})
 
 
-def _augment_option(parser, default=False):
-    parser.add_argument("--augment", action="store_true", default=default,
-                        help="train on randomly rotated, scaled, slanted, shifted, thinner and "
-                        "thicker copies of the training digits; better on some kinds of users' "
-                        "digits, worse on others: score both with evaluate --images (default: "
-                        "off, the chapter's settings)")
+def _given(args):
+    """The training settings given on the command line (or this command's defaults)."""
+    return {name: getattr(args, name) for name in SETTING_OPTIONS
+            if getattr(args, name, None) is not None}
 
 
 def _port(text):
@@ -67,7 +102,7 @@ def _model_path(args):
 # The library names its arguments as a Python call does (save_dir=..., resume=True,
 # epochs=0); its messages reach the command line through in_cli_words, which says each as
 # the option it is. These few are spelled otherwise on the command line.
-OPTION_FOR = {"learning_rate": "lr", "onnx_path": "onnx"}
+OPTION_FOR = {"onnx_path": "onnx"}
 PYTHON_ARGUMENT = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|\.\.\.|[^\s,;:()]*[^\s,;:().])?")
 
 
@@ -101,65 +136,38 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from .models import MODELS
-    from .train import DEFAULT_SAVE_DIR, DEFAULTS
+    from .own_digits.finetune import FINETUNE
+    from .plumbing.download import MIRRORS
+    from .training import DEFAULT_SAVE_DIR
     parser = Parser(prog="recognize-digits",
                     description="Recognise handwritten digits (MNIST) with PaddlePaddle.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = commands.add_parser("train", help="train a model and save its best pass")
-    # the defaults are train()'s, filled in by _train: with --resume only what is given counts
-    p.add_argument("--model", choices=list(MODELS), help=f"softmax regression, multilayer "
-                   f"perceptron or LeNet-5 (default: {DEFAULTS['model']})")
-    p.add_argument("--epochs", type=int,
-                   help=f"passes over the training set (default: {DEFAULTS['epochs']})")
-    p.add_argument("--batch-size", type=int,
-                   help=f"images in a training batch (default: {DEFAULTS['batch_size']})")
-    p.add_argument("--lr", type=float,
-                   help=f"Adam's learning rate (default: {DEFAULTS['learning_rate']})")
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
-                   help="auto takes the GPU when Paddle has one (default: auto)")
+    # no defaults of its own: with --resume only what is given counts
+    _settings(p, "model", "epochs", "batch_size", "learning_rate", "device")
     _data_options(p)
-    _validation_option(p)
+    _settings(p, "validation")
     p.add_argument("--save-dir", metavar="DIR", default=DEFAULT_SAVE_DIR, help=f"folder that "
-                   f"keeps the best "
-                   f"pass's model, its metrics.json and a Ctrl-C checkpoint (default: "
-                   f"{DEFAULT_SAVE_DIR})")
-    p.add_argument("--seed", type=int, help="make the run reproducible (default: a random "
-                   "seed, recorded in metrics.json)")
-    _augment_option(p, default=None)  # None: not given
-    p.add_argument("--graph", choices=["static", "dynamic"],
-                   help="static: a program run by an executor, as the chapter teaches; "
-                   "dynamic: the same network as a paddle.nn.Layer run eagerly, saved with "
-                   "paddle.jit.save (default: static)")
-    p.add_argument("--workers", type=int, help="train in N processes at once, each on its "
-                   "share of every batch (data parallel, with --graph dynamic): for more cores "
-                   "or GPUs than one process uses; on this kind of 2-core machine the static "
-                   f"graph is faster (default: {DEFAULTS['workers']})")
+                   f"keeps the best pass's model, its metrics.json and a Ctrl-C checkpoint "
+                   f"(default: {DEFAULT_SAVE_DIR})")
+    _settings(p, "seed", "augment", "graph", "workers")
     p.add_argument("--resume", action="store_true", help="continue the training that Ctrl-C "
                    "stopped in --save-dir, with the settings it started with")
     p.add_argument("--plot", metavar="PATH", help="also draw the train, validation and test "
                    "cost curves into this image (PNG, SVG or PDF), updated after every pass")
-    _speed_options(p)
+    _settings(p, "threads", "onednn")
     p.set_defaults(func=_train)
 
     p = commands.add_parser("compare", help="train the three models alike and compare them")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the training set (default: 5)")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="images in a training batch (default: 64)")
-    p.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate (default: 0.001)")
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
-                   help="auto takes the GPU when Paddle has one (default: auto)")
+    _settings(p, "epochs", "batch_size", "learning_rate", "device")
     _data_options(p)
-    _validation_option(p)
+    _settings(p, "validation")
     p.add_argument("--out", default="compare", help="folder for the table, the figure and "
                    "the three models (default: compare)")
-    p.add_argument("--seed", type=int, default=0, help="the same for all three (default: 0)")
-    _augment_option(p)
-    _speed_options(p)
+    _settings(p, "seed", seed=0)  # the same for all three
+    _settings(p, "augment", "threads", "onednn")
     p.set_defaults(func=_compare)
-
-    from .finetune import EPOCHS, LEARNING_RATE
 
     p = commands.add_parser("finetune", help="train a saved model further on your own "
                             "labelled digits, so that it reads your handwriting")
@@ -168,22 +176,13 @@ def build_parser():
     p.add_argument("--images", required=True, metavar="DIR", help="your labelled digits: in "
                    "sub-folders 0 to 9, or each file name starting with its digit")
     p.add_argument("--save-dir", metavar="DIR", required=True, help="folder for the "
-                   "fine-tuned model (not "
-                   "--model-dir, unless --overwrite)")
+                   "fine-tuned model (not --model-dir, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --save-dir to be --model-dir, replacing the model")
-    p.add_argument("--epochs", type=int, default=EPOCHS,
-                   help=f"passes over your digits and as many MNIST ones (default: {EPOCHS})")
-    p.add_argument("--lr", type=float, default=LEARNING_RATE,
-                   help=f"Adam's learning rate (default: {LEARNING_RATE})")
-    p.add_argument("--seed", type=int, default=0, help="which digits are held out, and the "
-                   "training's randomness (default: 0)")
-    p.add_argument("--graph", choices=["static", "dynamic"],
-                   help="train on the static or the dynamic graph (default: the model's own)")
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
-                   help="auto takes the GPU when Paddle has one (default: auto)")
+    _settings(p, "epochs", "learning_rate", "seed", **FINETUNE)
+    _settings(p, "graph", "device", shown={"graph": "the model's own"})
     _data_options(p)
-    _speed_options(p)
+    _settings(p, "threads", "onednn")
     p.set_defaults(func=_finetune)
 
     p = commands.add_parser("evaluate", help="test cost and accuracy of a saved model, on "
@@ -194,7 +193,7 @@ def build_parser():
                    "instead: in sub-folders 0 to 9, or each file name starting with its digit")
     p.add_argument("--report", metavar="DIR", help="also write per-class accuracy, the "
                    "confusion matrix and a gallery of the most confident mistakes into DIR")
-    _speed_options(p)
+    _settings(p, "threads", "onednn")
     p.set_defaults(func=_evaluate)
 
     p = commands.add_parser("predict", help="recognise the digit in each image")
@@ -205,7 +204,7 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print JSON with all 10 probabilities")
     p.add_argument("--no-preprocess", dest="preprocess", action="store_false",
                    help="only resize each image to 28x28 instead of making it MNIST-style")
-    _speed_options(p)
+    _settings(p, "threads", "onednn")
     p.set_defaults(func=_predict)
 
     p = commands.add_parser("serve", help="a local web page to draw digits on")
@@ -231,7 +230,7 @@ def build_parser():
         "download", help="download MNIST into Paddle's cache",
         description="Download the four MNIST gzip files into Paddle's cache, each from the\n"
         "first mirror that sends it with the right md5; files already there are kept.",
-        epilog="built-in mirrors, tried in this order:\n  " + "\n  ".join(data_module.MIRRORS),
+        epilog="built-in mirrors, tried in this order:\n  " + "\n  ".join(MIRRORS),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mirror", metavar="URL", action="append",
                    help="a folder URL holding the four files, tried before the built-in "
@@ -247,7 +246,7 @@ def _progress(then=None):
     ``then(event)`` is called with every event too."""
     from tqdm import tqdm
 
-    from .train import StepEvent
+    from .events import StepEvent
 
     bar = None
 
@@ -277,34 +276,26 @@ def _progress(then=None):
 def _train(args):
     from tqdm import tqdm
 
-    from .checkpoint import Checkpoint
-    from .train import DEFAULTS, train
+    from .settings import Settings
+    from .training import train
 
-    check_positive(epochs=args.epochs, batch_size=args.batch_size, workers=args.workers)
-    check_positive(whole=False, learning_rate=args.lr)
-    settings = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
-                "learning_rate": args.lr, "seed": args.seed, "validation": args.validation,
-                "augment": args.augment, "graph": args.graph, "workers": args.workers}
-    if args.resume:  # it goes on with the settings it started with: only those may be given
-        checkpoint = Checkpoint(args.save_dir)
-        state = checkpoint.read()
-        checkpoint.check_settings(state, {k: v for k, v in settings.items() if v is not None})
-        settings = {k: state["metrics"][k] for k in settings}
-    else:
-        settings = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
-    data = data_module.load_mnist(args.data_dir, args.sample)
-    if not args.resume:
-        tqdm.write(f"Training {settings['model']} on {data.source}")
+    given = _given(args)
+    model = Settings(**given).check().model  # every option before any work
+    if args.resume:  # the network of the training to resume
+        from .plumbing.checkpoint import Checkpoint
+
+        model = Checkpoint(args.save_dir).read()["metrics"]["model"]
     curves = None
     if args.plot:
-        from .plot import CostCurves
+        from .figures.plot import CostCurves
 
-        curves = CostCurves(f"{settings['model']} on "
-                            f"{'the MNIST sample' if data.is_sample else 'MNIST'}",
+        curves = CostCurves(f"{model} on {'the MNIST sample' if args.sample else 'MNIST'}",
                             save_to=args.plot)
-    train(**settings, device=args.device, data=data, save_dir=args.save_dir, log=tqdm.write,
-          onednn=args.onednn, event_handler=_progress(curves), threads=args.threads,
-          resume=args.resume)
+    data = data_module.load_mnist(args.data_dir, args.sample)
+    if not args.resume:
+        tqdm.write(f"Training {model} on {data.source}")
+    train(**given, data=data, save_dir=args.save_dir, resume=args.resume, log=tqdm.write,
+          event_handler=_progress(curves))
     tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
                + (f" and the cost curves in {args.plot}" if curves else ""))
 
@@ -312,16 +303,12 @@ def _train(args):
 def _finetune(args):
     from tqdm import tqdm
 
-    from .finetune import finetune
+    from .own_digits.finetune import finetune
 
-    check_positive(epochs=args.epochs)
-    check_positive(whole=False, learning_rate=args.lr)
     tqdm.write(f"Fine-tuning {args.model_dir} on your digits in {args.images}")
-    metrics = finetune(args.model_dir, args.images, args.save_dir, args.epochs, args.lr,
-                       seed=args.seed, data_dir=args.data_dir, sample=args.sample,
-                       graph=args.graph, device=args.device,
-                       overwrite=args.overwrite, event_handler=_progress(), log=tqdm.write,
-                       onednn=args.onednn, threads=args.threads)
+    metrics = finetune(args.model_dir, args.images, args.save_dir, **_given(args),
+                       data_dir=args.data_dir, sample=args.sample, overwrite=args.overwrite,
+                       event_handler=_progress(), log=tqdm.write)
     tuned = metrics["finetune"]
     before, after = tuned["before"], tuned["after"]
     print(f"Your {tuned['held_out']} held-out digits: {100 * before['held_out_accuracy']:.1f}% "
@@ -334,13 +321,13 @@ def _finetune(args):
 def _compare(args):
     from tqdm import tqdm
 
+    from .figures.plot import comparison_table, plot_accuracy
     from .models import MODELS
-    from .plot import comparison_table, plot_accuracy
-    from .storage import replace_file
-    from .train import train
+    from .plumbing.storage import replace_file
+    from .settings import Settings
+    from .training import train
 
-    check_positive(epochs=args.epochs, batch_size=args.batch_size)
-    check_positive(whole=False, learning_rate=args.lr)
+    settings = Settings(**_given(args)).check()  # before the first model trains
     out, runs = Path(args.out), {}
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file, not a folder; choose another --out")
@@ -351,14 +338,12 @@ def _compare(args):
                           f"--out") from None
     data = data_module.load_mnist(args.data_dir, args.sample)
     for name in MODELS:
-        tqdm.write(f"Training {name} on {data.source}")
-        runs[name] = train(name, args.epochs, args.batch_size, args.lr, args.device, data=data,
-                           save_dir=out / name, seed=args.seed, validation=args.validation,
-                           log=tqdm.write, event_handler=_progress(), onednn=args.onednn,
-                           threads=args.threads, augment=args.augment)
-    table = (f"Data: {data.source}; {args.epochs} passes, batch {args.batch_size}, Adam "
-             f"{args.lr}, seed {args.seed}{', augmented' if args.augment else ''}.\n\n"
-             + comparison_table(runs))
+        runs[name] = train(name, **_given(args), data=data, save_dir=out / name,
+                           log=tqdm.write, event_handler=_progress())
+    table = (f"Data: {data.source}; {settings.epochs} passes, batch {settings.batch_size}, "
+             f"Adam {settings.learning_rate}, seed {settings.seed}"
+             f"{', augmented' if settings.augment else ''}."
+             f"\n\n" + comparison_table(runs))
     replace_file(out / "compare.md", lambda tmp: Path(tmp).write_text(table + "\n"))
     replace_file(out / "accuracy.png", lambda tmp: plot_accuracy(runs).savefig(tmp, dpi=100))
     print(table)
@@ -366,7 +351,7 @@ def _compare(args):
 
 
 def _evaluate(args):
-    from .export import open_model
+    from .deploy.export import open_model
     from .infer import evaluate, predict_all
 
     if args.report and Path(args.report).exists() and not Path(args.report).is_dir():
@@ -380,7 +365,7 @@ def _evaluate(args):
     print(f"Test cost {cost:.4f}, accuracy {100 * acc:.2f}% on {len(data.test_images)} "
           f"test images from {data.source}")
     if args.report:
-        from .plot import write_report
+        from .figures.report import write_report
 
         print(write_report(args.report, data.test_images, data.test_labels, probs))
         print(f"Wrote report.json, confusion.png and mistakes.png in {args.report}")
@@ -388,8 +373,9 @@ def _evaluate(args):
 
 def _evaluate_images(model, folder, report):
     """``evaluate --images``: the model on a user's own labelled digits."""
-    from .infer import confusion_matrix, load_labelled_images
-    from .plot import report_tables, write_report
+    from .figures.report import report_tables, write_report
+    from .infer import confusion_matrix
+    from .own_digits.folders import load_labelled_images
 
     paths, labels, inputs, skipped = load_labelled_images(folder)
     for path, reason in skipped:
@@ -412,7 +398,7 @@ def _predict(args):
     import numpy as np
 
     from .errors import ImageError
-    from .export import open_model
+    from .deploy.export import open_model
     from .infer import load_image
 
     model = open_model(_model_path(args), threads=args.threads, onednn=args.onednn)
@@ -444,7 +430,7 @@ def _predict(args):
 
 
 def _export(args):
-    from .export import export_onnx
+    from .deploy.export import export_onnx
 
     found = export_onnx(args.model_dir, args.onnx, force=args.force)
     print(f"Exported {args.model_dir} to {found['path']} ({found['bytes'] / 1024:,.0f} KB): "
@@ -456,7 +442,7 @@ def _export(args):
 
 
 def _serve(args):
-    from .serve import make_server
+    from .deploy.serve import make_server
 
     model = _model_path(args)
     try:
@@ -490,7 +476,9 @@ def _corrections_note(model, corrections):
 
 
 def _download(args):
-    folder = data_module.download(args.mirror)
+    from .plumbing.download import download
+
+    folder = download(args.mirror)
     print(f"MNIST is in {folder}")
 
 

@@ -8,9 +8,8 @@ everything else (passes, events, validation, the best pass, Ctrl-C) to itself.
 """
 
 import abc
-import re
+import contextlib
 
-import numpy as np
 import paddle
 
 from .data import batches
@@ -31,6 +30,23 @@ def select_place(device="auto"):
     return paddle.CUDAPlace(0) if has_gpu and device != "cpu" else paddle.CPUPlace()
 
 
+@contextlib.contextmanager
+def graph_mode(graph):
+    """Run the block in Paddle's ``"static"`` or ``"dynamic"`` mode, then return to the
+    mode it found (Paddle starts in the dynamic one)."""
+    def switch(dynamic):
+        if dynamic:
+            paddle.disable_static()
+        else:
+            paddle.enable_static()
+    found = paddle.in_dynamic_mode()
+    switch(graph == "dynamic")
+    try:
+        yield
+    finally:
+        switch(found)
+
+
 def mean_over_batches(run_batch, images, labels):
     """Mean cost and accuracy of ``run_batch(x, y) -> (cost, accuracy)`` over all ``images``
     in test batches, each batch weighed by its size; ``(None, None)`` if there are none."""
@@ -43,54 +59,20 @@ def mean_over_batches(run_batch, images, labels):
     return cost / len(images), correct / len(images)
 
 
-def check_checkpoint(prefix, parameters, names=None):
-    """Refuse checkpoint files (``PREFIX.pdparams`` and ``PREFIX.pdopt``) that do not hold
-    the ``parameters`` of this network (key: shape) and Adam's moments of the same shapes
-    (by parameter ``names``, name: shape, when they differ from the keys): a ValueError
-    naming the first difference. Loading would otherwise take another network's values,
-    or fail deep inside Paddle."""
-    names = parameters if names is None else names
-    saved = {k: list(np.shape(np.asarray(v))) for k, v in paddle.load(f"{prefix}.pdparams").items()}
-    if saved.keys() != parameters.keys():
-        missing, extra = sorted(parameters.keys() - saved), sorted(saved.keys() - parameters)
-        raise ValueError(f"its parameters are another network's (missing {missing[:3]}, "
-                         f"unknown {extra[:3]})")
-    for key, shape in parameters.items():
-        if saved[key] != list(shape):
-            raise ValueError(f"parameter {key} has shape {saved[key]}, not {list(shape)}")
-    for key, value in paddle.load(f"{prefix}.pdopt").items():
-        moment = re.fullmatch(r"(.+)_moment[12]_0", key)
-        if moment and (moment.group(1) not in names or
-                       list(np.shape(np.asarray(value))) != list(names[moment.group(1)])):
-            raise ValueError(f"the optimizer's {key} does not fit this network")
-
-
-def parameters_for(names_and_shapes, values):
-    """``values`` (name: array) for each parameter of ``names_and_shapes`` (name: shape),
-    reshaped to it (a saved model holds convolution biases as ``[1, C, 1, 1]``); a
-    ValueError if the names or sizes are another network's."""
-    missing = sorted(set(names_and_shapes) - set(values))
-    if missing or len(values) != len(names_and_shapes):
-        raise ValueError(f"the saved parameters are another network's (missing "
-                         f"{missing[:3]}, {len(values)} saved for {len(names_and_shapes)})")
-    chosen = {}
-    for name, shape in names_and_shapes.items():
-        value = np.asarray(values[name], np.float32)
-        if value.size != int(np.prod(shape)):
-            raise ValueError(f"parameter {name} has {value.size} values, not {np.prod(shape)}")
-        chosen[name] = value.reshape(shape)
-    return chosen
-
-
 class Engine(abc.ABC):
-    """One way of training. Made inside its :meth:`mode` as
-    ``Engine(model, learning_rate, seed, place, onednn, threads, log)``, with its
-    parameters initialised from ``seed``."""
+    """One way of training: made inside its :meth:`mode` by :meth:`make`, with its
+    parameters initialised from the settings' seed."""
 
     @staticmethod
     @abc.abstractmethod
     def mode():
         """The context (graph mode, scope) the engine is made and used in."""
+
+    @classmethod
+    def make(cls, settings, log=print):
+        """The engine for ``settings`` (see :mod:`.settings`), given what it uses of them."""
+        return cls(settings.model, settings.learning_rate, settings.seed,
+                   select_place(settings.device))
 
     @abc.abstractmethod
     def parameters(self):

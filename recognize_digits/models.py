@@ -64,20 +64,6 @@ class ConvPool(nn.Layer):
         return F.relu(F.max_pool2d(self.conv(x), self.pool_size, self.pool_stride) + self.bias)
 
 
-class ChapterConvPool(nn.Layer):
-    """The block in the chapter's order, from stock layers: ``Conv2D`` with its own bias,
-    ReLU, then max pooling. The same numbers as :class:`ConvPool` (the tests compare
-    them), slower on the CPU; what the speed benchmarks measure against."""
-
-    def __init__(self, in_channels, num_filters, filter_size=5, pool_size=2, pool_stride=2):
-        super().__init__()
-        self.conv = nn.Conv2D(in_channels, num_filters, filter_size)
-        self.pool = pool_size, pool_stride
-
-    def forward(self, x):
-        return F.max_pool2d(F.relu(self.conv(x)), *self.pool)
-
-
 class LeNet5(nn.Layer):
     """LeNet-5 as in the chapter: two 5x5 conv-pool blocks (20 and 50 filters) with
     batch norm after the first, then softmax (33,620 trainable parameters)."""
@@ -133,30 +119,3 @@ def count_parameters(program):
     """Number of trainable parameters in a static program (batch-norm statistics excluded)."""
     return int(sum(np.prod(p.shape) for p in program.global_block().all_parameters()
                    if not p.stop_gradient))
-
-
-def layers(builder):
-    """A model's operations as built: ``(name, output shape, [parameter shapes])`` each,
-    from its static program (so a table or a diagram made from them follows the code)."""
-    paddle.enable_static()
-    program = paddle.static.Program()
-    with paddle.static.program_guard(program, paddle.static.Program()):
-        builder(paddle.static.data("img", [-1, 1, 28, 28], "float32"))
-    rows = []
-    for op in program.global_block().ops:
-        if op.name() in ("builtin.parameter", "pd_op.full_int_array"):
-            continue
-        params = [list(v.shape) for v in op.operands_source()
-                  if v.get_defining_op().name() == "builtin.parameter"]
-        rows.append((op.name().split(".")[-1].rstrip("_"), list(op.result(0).shape), params))
-    return rows, count_parameters(program)
-
-
-def summary(builder):
-    """A model's layers as text: each operation, its output shape and its parameters' shapes."""
-    rows, count = layers(builder)
-    lines = [f"{'operation':<12} {'output':<18} parameters"]
-    lines += [f"{name:<12} {str(shape):<18} {'  '.join(map(str, params))}"
-              for name, shape, params in rows]
-    lines.append(f"trainable parameters: {count:,}")
-    return "\n".join(lines)

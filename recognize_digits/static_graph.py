@@ -5,12 +5,14 @@
 :class:`StaticEngine` trains them for the loop in :mod:`.train`.
 """
 
+import contextlib
+
 import numpy as np
 import paddle
 
-from . import speed
-from .engine import Engine, check_checkpoint, mean_over_batches, parameters_for
+from .engine import Engine, graph_mode, mean_over_batches, select_place
 from .models import MODELS, check_model, count_parameters, loss_and_accuracy
+from .plumbing import fast_cpu
 
 
 def train_program(model="cnn"):
@@ -83,15 +85,21 @@ def save_static_model(prefix, exe, programs):
 
 class StaticEngine(Engine):
     """:class:`Programs` run by an executor on ``place``, their parameters in the scope of
-    :meth:`mode`; on the CPU, LeNet-5 goes on the fast path of :mod:`.speed` where it
+    :meth:`mode`; on the CPU, LeNet-5 goes on the fast path of :mod:`.plumbing.fast_cpu` where it
     works on this Paddle (``onednn=False`` never tries it)."""
 
     @staticmethod
+    @contextlib.contextmanager
     def mode():
-        return paddle.static.scope_guard(paddle.static.Scope())
+        with graph_mode("static"), paddle.static.scope_guard(paddle.static.Scope()):
+            yield
+
+    @classmethod
+    def make(cls, settings, log=print):
+        return cls(settings.model, settings.learning_rate, settings.seed,
+                   select_place(settings.device), settings.onednn, settings.threads, log)
 
     def __init__(self, model, learning_rate, seed, place, onednn=None, threads=None, log=print):
-        paddle.enable_static()
         paddle.seed(seed)
         self.place, self.exe = place, paddle.static.Executor(place)
         self.programs = Programs(model, learning_rate, seed)
@@ -99,7 +107,7 @@ class StaticEngine(Engine):
         self.onednn = has_conv and isinstance(place, paddle.CPUPlace) and onednn is not False
         self.onednn_unavailable = None
         if self.onednn:
-            self.onednn_unavailable = speed.speed_up(self.programs, self.exe, threads)
+            self.onednn_unavailable = fast_cpu.speed_up(self.programs, self.exe, threads)
             if self.onednn_unavailable:
                 log(f"The oneDNN convolutions do not work on this Paddle "
                     f"({self.onednn_unavailable}); training on Paddle's plain kernels "
@@ -132,6 +140,8 @@ class StaticEngine(Engine):
         save_static_model(prefix, self.exe, self.programs)
 
     def load_parameters(self, values):
+        from .plumbing.checkpoint import parameters_for
+
         scope = paddle.static.global_scope()
         params = self.programs.main.global_block().all_parameters()
         for name, value in parameters_for({p.name: p.shape for p in params}, values).items():
@@ -141,6 +151,8 @@ class StaticEngine(Engine):
         paddle.static.save(self.programs.main, str(prefix))
 
     def load_checkpoint(self, prefix):
+        from .plumbing.checkpoint import check_checkpoint
+
         check_checkpoint(prefix, {p.name: p.shape for p in
                                   self.programs.main.global_block().all_parameters()})
         paddle.static.load(self.programs.main, str(prefix), self.exe)

@@ -9,7 +9,7 @@ import pytest
 
 import recognize_digits  # noqa: F401  (quietens Paddle's logging before it is imported)
 from recognize_digits.data import ENV_VAR, MNIST, load_mnist
-from recognize_digits.train import train
+from recognize_digits.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 INFER_3 = ROOT / "image" / "infer_3.png"

@@ -2,7 +2,7 @@
 
 import paddle.distributed as dist
 
-from recognize_digits.distributed import world
+from recognize_digits.engines.parallel import world
 from recognize_digits.errors import ConfigError
 
 

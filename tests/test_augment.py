@@ -5,16 +5,17 @@ import numpy as np
 import paddle
 import pytest
 
-from recognize_digits import augment as augmentation
-from recognize_digits.augment import augment, change_strokes, warp
+from recognize_digits.own_digits import augment as augmentation
+from recognize_digits.own_digits.augment import augment, change_strokes, warp
 from recognize_digits.data import batches, normalize
 from recognize_digits.errors import TrainingInterrupted
-from recognize_digits.train import StepEvent, train
+from recognize_digits.events import StepEvent
+from recognize_digits.training import train
 
 from conftest import quiet, subset
 
 # the module (the package's own `train` attribute is the function)
-training = importlib.import_module("recognize_digits.train")
+training = importlib.import_module("recognize_digits.training")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_shift_and_rotation_move_the_digit_the_right_way():
 def recording_feeds(monkeypatch):
     """Record every feed given to a program, with the programs of the training."""
     feeds, runs = [], []
-    run_program, start = paddle.static.Executor.run, training.start
+    run_program, start = paddle.static.Executor.run, training.Training.start
 
     def run(self, program=None, *args, **kwargs):
         if kwargs.get("feed"):
@@ -128,7 +129,7 @@ def recording_feeds(monkeypatch):
         return start(run, *args)
 
     monkeypatch.setattr(paddle.static.Executor, "run", run)
-    monkeypatch.setattr(training, "start", remember)
+    monkeypatch.setattr(training.Training, "start", remember)
     return feeds, runs
 
 
@@ -200,18 +201,19 @@ def test_resume_with_augmentation_is_exact(sample, tmp_path):
 def test_the_command_line_passes_augment_on(command, tmp_path, monkeypatch, capsys):
     from recognize_digits import cli
     from recognize_digits.errors import ConfigError
+    from recognize_digits.settings import Settings
 
     seen = []
 
     def fake_train(*args, **kwargs):
-        seen.append(kwargs["augment"])
+        seen.append(kwargs.get("augment", "not given: Settings' default"))
         raise ConfigError("enough")  # what train() was given is all this test needs
 
     monkeypatch.setattr(training, "train", fake_train)
     out = ["--save-dir" if command == "train" else "--out", tmp_path / "model"]
     assert cli.main([command, "--sample", *map(str, out)]) == 1
     assert cli.main([command, "--sample", "--augment", *map(str, out)]) == 1
-    assert seen == [False, True]
+    assert seen == ["not given: Settings' default", True] and Settings.augment is False
     with pytest.raises(SystemExit):
         cli.main([command, "--help"])
     help_text = " ".join(capsys.readouterr().out.split())

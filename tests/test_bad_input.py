@@ -17,7 +17,8 @@ import tempfile
 from recognize_digits import data
 from recognize_digits.errors import ConfigError, DataError, DivergedError, ImageError, ModelError
 from recognize_digits.infer import InferenceModel, load_image
-from recognize_digits.train import MODEL_PREFIX, train
+from recognize_digits.engine import MODEL_PREFIX
+from recognize_digits.training import train
 
 from conftest import INFER_3, ROOT, write_mnist
 
@@ -262,7 +263,7 @@ def test_killed_while_saving_leaves_the_previous_complete_model(tmp_path, sample
 
 
 def test_two_trainings_in_one_folder(tmp_path, sample):
-    from recognize_digits.storage import exclusive
+    from recognize_digits.plumbing.storage import exclusive
 
     with exclusive(tmp_path / "model"):
         with pytest.raises(ConfigError, match="another training .* is saving there"):
@@ -365,7 +366,7 @@ def checkpoints(tmp_path_factory, sample):
     import signal
 
     from recognize_digits.errors import TrainingInterrupted
-    from recognize_digits.train import StepEvent
+    from recognize_digits.events import StepEvent
 
     from conftest import subset
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from recognize_digits.serve import make_server
+from recognize_digits.deploy.serve import make_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from recognize_digits import cli, data
+from recognize_digits.plumbing import download
 
 from conftest import INFER_3, ROOT, write_mnist
 
@@ -99,9 +100,9 @@ def test_console_script_is_installed():
 def test_download_command(tmp_path, monkeypatch, file_server, capsys):
     served, url = file_server
     write_mnist(served)
-    monkeypatch.setattr(data, "FILES", {p.name: hashlib.md5(p.read_bytes()).hexdigest()
+    monkeypatch.setattr(download, "FILES", {p.name: hashlib.md5(p.read_bytes()).hexdigest()
                                         for p in served.iterdir()})
-    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(download, "PADDLE_CACHE", tmp_path / "cache")
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     assert cli.main(["download", "--mirror", url]) == 0
     assert str(tmp_path / "cache") in capsys.readouterr().out
@@ -219,9 +220,10 @@ def test_resume_follows_the_checkpoints_settings(sample, tmp_path, monkeypatch, 
 
     import tqdm
 
-    from recognize_digits import plot
+    from recognize_digits.figures import plot
     from recognize_digits.errors import TrainingInterrupted
-    from recognize_digits.train import StepEvent, train
+    from recognize_digits.events import StepEvent
+    from recognize_digits.training import train
 
     def ctrl_c_at_batch_5(event):
         if isinstance(event, StepEvent) and event.batch_id == 5:
@@ -255,7 +257,7 @@ def test_resume_follows_the_checkpoints_settings(sample, tmp_path, monkeypatch, 
 def test_evaluate_your_own_folder_of_digits(trained_cnn, sample, tmp_path, capsys):
     from PIL import Image
 
-    from recognize_digits.handwriting import user_like
+    from recognize_digits.own_digits.handwriting import user_like
 
     rng = np.random.default_rng(5)
     folder = tmp_path / "mine"
@@ -327,7 +329,8 @@ def test_resume_refuses_options_other_than_the_checkpoints(sample, tmp_path, cap
     import signal
 
     from recognize_digits.errors import TrainingInterrupted
-    from recognize_digits.train import StepEvent, train
+    from recognize_digits.events import StepEvent
+    from recognize_digits.training import train
 
     def ctrl_c_at_batch_2(event):
         if isinstance(event, StepEvent) and event.batch_id == 2:

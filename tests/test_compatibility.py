@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from recognize_digits.infer import InferenceModel, evaluate
-from recognize_digits.train import StepEvent, train
+from recognize_digits.events import StepEvent
+from recognize_digits.training import train
 
 from conftest import subset
 from test_train import without_seconds

@@ -8,6 +8,7 @@ import pytest
 
 from recognize_digits import cli, data
 from recognize_digits.errors import DataError
+from recognize_digits.plumbing import download
 
 from conftest import write_idx, write_mnist
 
@@ -102,16 +103,16 @@ def test_batches_shapes_shuffle_and_seed(sample):
 
 def test_data_dir_then_env_then_cache(tmp_path, monkeypatch):
     given, env, cache = (write_mnist(tmp_path / n) for n in ("given", "env", "cache"))
-    monkeypatch.setattr(data, "PADDLE_CACHE", cache)
+    monkeypatch.setattr(download, "PADDLE_CACHE", cache)
     monkeypatch.setenv(data.ENV_VAR, str(env))
-    assert data.find_data_dir(given) == given
-    assert data.find_data_dir() == env
+    assert download.find_data_dir(given) == given
+    assert download.find_data_dir() == env
     monkeypatch.delenv(data.ENV_VAR)
-    assert data.find_data_dir() == cache
+    assert download.find_data_dir() == cache
 
 
 def test_offline_without_data_names_every_way(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "empty")
+    monkeypatch.setattr(download, "PADDLE_CACHE", tmp_path / "empty")
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     with pytest.raises(DataError) as e:
         data.load_mnist(download=False)
@@ -121,15 +122,15 @@ def test_offline_without_data_names_every_way(tmp_path, monkeypatch):
         assert way in str(e.value)
     assert "--" not in str(e.value)
     with pytest.raises(DataError, match="does not hold the MNIST files.*data_dir="):
-        data.find_data_dir(tmp_path)
+        download.find_data_dir(tmp_path)
 
 
 def test_offline_the_command_line_names_its_own_options(tmp_path, monkeypatch, capsys):
     from recognize_digits import cli
 
-    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "empty")
+    monkeypatch.setattr(download, "PADDLE_CACHE", tmp_path / "empty")
     monkeypatch.delenv(data.ENV_VAR, raising=False)
-    monkeypatch.setattr(data, "MIRRORS", ("http://127.0.0.1:9/",))  # refused at once
+    monkeypatch.setattr(download, "MIRRORS", ("http://127.0.0.1:9/",))  # refused at once
     for argv in (["train", "--save-dir", str(tmp_path / "m")],
                  ["compare", "--out", str(tmp_path / "c")]):
         assert cli.main(argv) == 1
@@ -147,9 +148,9 @@ def test_offline_the_command_line_names_its_own_options(tmp_path, monkeypatch, c
 def test_evaluate_fetches_only_the_test_set(tmp_path, monkeypatch, file_server):
     served, url = file_server
     files = _serve_mnist(served)
-    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
-    monkeypatch.setattr(data, "FILES", files)
-    monkeypatch.setattr(data, "MIRRORS", (url,))
+    monkeypatch.setattr(download, "PADDLE_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(download, "FILES", files)
+    monkeypatch.setattr(download, "MIRRORS", (url,))
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     mnist = data.load_mnist(train=False)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
@@ -168,10 +169,10 @@ def test_download_checks_md5_into_cache(tmp_path, monkeypatch, file_server):
     served, url = file_server
     files = _serve_mnist(served)
     cache = tmp_path / "cache"
-    monkeypatch.setattr(data, "PADDLE_CACHE", cache)
-    monkeypatch.setattr(data, "FILES", files)
+    monkeypatch.setattr(download, "PADDLE_CACHE", cache)
+    monkeypatch.setattr(download, "FILES", files)
     monkeypatch.delenv(data.ENV_VAR, raising=False)
-    assert data.download(mirror=url) == cache
+    assert download.download(mirror=url) == cache
     assert sorted(p.name for p in cache.iterdir()) == sorted(files)
     assert data.load_mnist().train_images.shape == (20, 28, 28)
 
@@ -181,20 +182,20 @@ def test_download_with_wrong_md5_leaves_nothing(tmp_path, file_server):
     files = {name: "0" * 32 for name in _serve_mnist(served)}
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="md5"):
-        data.fetch(cache, url, files)
+        download.fetch(cache, url, files)
     assert list(cache.iterdir()) == []
 
 
 def test_failed_download_is_a_clear_error(tmp_path, monkeypatch, file_server):
     _, url = file_server  # serves nothing: every file is a 404
-    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
-    monkeypatch.setattr(data, "MIRRORS", ())  # no fallback to the real mirrors
+    monkeypatch.setattr(download, "PADDLE_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(download, "MIRRORS", ())  # no fallback to the real mirrors
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     with pytest.raises(DataError, match="download failed.*sample=True") as e:
-        data.find_data_dir()
+        download.find_data_dir()
     assert "--" not in str(e.value)
     with pytest.raises(DataError, match="download failed.*try again later.*mirror=...") as e:
-        data.download(mirror=url)
+        download.download(mirror=url)
     assert "sample" not in str(e.value)
     assert list((tmp_path / "cache").iterdir()) == []
 
@@ -247,7 +248,7 @@ def refused():
 @pytest.fixture
 def silent(monkeypatch):
     """A URL that accepts connections and never answers; the timeout is cut to 0.2 s."""
-    monkeypatch.setattr(data, "TIMEOUT", 0.2)
+    monkeypatch.setattr(download, "TIMEOUT", 0.2)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -257,14 +258,14 @@ def silent(monkeypatch):
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     """An empty Paddle cache, and no RECOGNIZE_DIGITS_DATA."""
-    monkeypatch.setattr(data, "PADDLE_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(download, "PADDLE_CACHE", tmp_path / "cache")
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     return tmp_path / "cache"
 
 
 def _good_mirror(tmp_path, monkeypatch, mirror):
-    """A mirror of tiny MNIST files that become data.FILES; (URL, requests)."""
-    monkeypatch.setattr(data, "FILES", _serve_mnist(tmp_path / "good"))
+    """A mirror of tiny MNIST files that become download.FILES; (URL, requests)."""
+    monkeypatch.setattr(download, "FILES", _serve_mnist(tmp_path / "good"))
     return mirror(tmp_path / "good")
 
 
@@ -279,10 +280,10 @@ def test_first_mirror_down_files_come_from_the_next(tmp_path, monkeypatch, mirro
     url, requests = _good_mirror(tmp_path, monkeypatch, mirror)
     first = {"refused": refused, "timeout": silent, "404": mirror(status=404)[0],
              "500": mirror(status=500)[0]}[down]
-    monkeypatch.setattr(data, "MIRRORS", (first, url))
-    assert data.find_data_dir() == cache
-    assert _cached(cache) == data.FILES
-    assert sorted(requests) == sorted(data.FILES)
+    monkeypatch.setattr(download, "MIRRORS", (first, url))
+    assert download.find_data_dir() == cache
+    assert _cached(cache) == download.FILES
+    assert sorted(requests) == sorted(download.FILES)
     # Each failure is a short note on stderr; the progress bars hide off a terminal.
     notes = capsys.readouterr().err.splitlines()
     assert len(notes) == 4 and all(first in n and "trying the next mirror" in n for n in notes)
@@ -291,23 +292,23 @@ def test_first_mirror_down_files_come_from_the_next(tmp_path, monkeypatch, mirro
 def test_wrong_file_on_first_mirror_is_not_kept(tmp_path, monkeypatch, mirror, cache):
     url, _ = _good_mirror(tmp_path, monkeypatch, mirror)
     wrong, wrong_requests = mirror(write_mnist(tmp_path / "wrong", seed=1))
-    monkeypatch.setattr(data, "MIRRORS", (wrong, url))
-    data.fetch(cache, quiet=True)
+    monkeypatch.setattr(download, "MIRRORS", (wrong, url))
+    download.fetch(cache, quiet=True)
     assert len(wrong_requests) == 4
-    assert _cached(cache) == data.FILES
+    assert _cached(cache) == download.FILES
 
 
 def test_every_mirror_failing_is_one_line_naming_each(tmp_path, monkeypatch, mirror, cache,
                                                       refused):
-    monkeypatch.setattr(data, "FILES", _serve_mnist(tmp_path / "good"))
+    monkeypatch.setattr(download, "FILES", _serve_mnist(tmp_path / "good"))
     wrong, _ = mirror(write_mnist(tmp_path / "wrong", seed=1))
     missing, _ = mirror(status=404)
-    monkeypatch.setattr(data, "MIRRORS", (refused, missing, wrong))
+    monkeypatch.setattr(download, "MIRRORS", (refused, missing, wrong))
     with pytest.raises(DataError) as e:
-        data.find_data_dir()
+        download.find_data_dir()
     message = str(e.value)
     assert "\n" not in message
-    for said in (next(iter(data.FILES)), "download failed", f"{refused}: Connection refused",
+    for said in (next(iter(download.FILES)), "download failed", f"{refused}: Connection refused",
                  f"{missing}: HTTP 404", f"{wrong}: wrong file (md5", "data_dir=...",
                  "sample=True"):
         assert said.lower() in message.lower()
@@ -316,34 +317,34 @@ def test_every_mirror_failing_is_one_line_naming_each(tmp_path, monkeypatch, mir
 
 def test_present_correct_files_are_not_downloaded_again(tmp_path, monkeypatch, mirror, cache):
     url, requests = _good_mirror(tmp_path, monkeypatch, mirror)
-    monkeypatch.setattr(data, "MIRRORS", (url,))
-    names = list(data.FILES)
+    monkeypatch.setattr(download, "MIRRORS", (url,))
+    names = list(download.FILES)
     cache.mkdir()
     for name in names[:2]:  # two intact files, one wrong, one missing
         (cache / name).write_bytes((tmp_path / "good" / name).read_bytes())
     (cache / names[2]).write_bytes(b"not MNIST")
-    data.fetch(cache, quiet=True)
+    download.fetch(cache, quiet=True)
     assert sorted(requests) == sorted(names[2:])
-    assert _cached(cache) == data.FILES
-    data.fetch(cache, quiet=True)
+    assert _cached(cache) == download.FILES
+    download.fetch(cache, quiet=True)
     assert len(requests) == 2
 
 
 def test_given_mirrors_come_first(tmp_path, monkeypatch, mirror, cache, refused):
     url, requests = _good_mirror(tmp_path, monkeypatch, mirror)
     other, other_requests = mirror(tmp_path / "good")
-    monkeypatch.setattr(data, "MIRRORS", (other,))
+    monkeypatch.setattr(download, "MIRRORS", (other,))
     # The given mirror is used before the built-in one; one without its final slash works.
-    assert data.download(mirror=url.rstrip("/")) == cache
-    assert sorted(requests) == sorted(data.FILES) and other_requests == []
-    assert data._mirrors_from([refused, url]) == (refused, url, other)
-    assert data._mirrors_from(other) == (other,)
+    assert download.download(mirror=url.rstrip("/")) == cache
+    assert sorted(requests) == sorted(download.FILES) and other_requests == []
+    assert download.mirrors_from([refused, url]) == (refused, url, other)
+    assert download.mirrors_from(other) == (other,)
 
 
 def test_download_command_takes_repeated_mirrors(tmp_path, monkeypatch, mirror, cache, refused,
                                                  capsys):
     url, requests = _good_mirror(tmp_path, monkeypatch, mirror)
-    monkeypatch.setattr(data, "MIRRORS", ())
+    monkeypatch.setattr(download, "MIRRORS", ())
     assert cli.main(["download", "--mirror", refused, "--mirror", url]) == 0
     assert str(cache) in capsys.readouterr().out
-    assert _cached(cache) == data.FILES and len(requests) == 4
+    assert _cached(cache) == download.FILES and len(requests) == 4

@@ -17,12 +17,15 @@ import paddle
 import pytest
 
 from conftest import INFER_3, subset
-from recognize_digits import distributed
+from recognize_digits.engines import compare, workers
+from recognize_digits.engines import parallel as distributed
 from recognize_digits.cli import main
 from recognize_digits.data import batches, normalize
-from recognize_digits.errors import ConfigError, TrainingInterrupted
+from recognize_digits.errors import ConfigError, WorkerError, TrainingInterrupted
 from recognize_digits.infer import InferenceModel, load_image
-from recognize_digits.train import StepEvent, train
+from recognize_digits.settings import Settings
+from recognize_digits.events import StepEvent
+from recognize_digits.training import train
 
 pytestmark = pytest.mark.skipif(distributed.available_cores() < 2 and not os.environ.get("CI"),
                                 reason="needs 2 cores: one a worker")
@@ -38,7 +41,7 @@ def workers_running():
             command = stat.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "recognize_digits.distributed" in command or "paddle.distributed.launch" in command:
+        if "recognize_digits.engines.workers" in command or "paddle.distributed.launch" in command:
             found.append(int(stat.parent.name))
     return found
 
@@ -100,7 +103,7 @@ def test_workers_keep_identical_parameters_and_equal_one_process_without_batch_n
                                                                                     sample):
     steps = list(batches(sample.train_images[:640], sample.train_labels[:640], 64, True,
                          np.random.default_rng(0)))
-    result = distributed.lockstep(model, steps, workers=2)
+    result = compare.lockstep(model, steps, workers=2)
     assert result["spread"] == [0.0] * len(steps)  # after every step, on every worker
     costs = np.abs(np.subtract(result["one"], result["several"]))
     if model == "cnn":  # batch norm normalises each half of a batch by the half's statistics
@@ -172,11 +175,11 @@ def test_a_worker_that_dies_stops_the_training_within_seconds(sample, tmp_path):
             killed.append(time.monotonic())
             os.kill(rank_pid(1), signal.SIGKILL)
     handler = events(lambda e: e.batch_id == 2, kill_rank_1)
-    with pytest.raises(distributed.WorkerError,
+    with pytest.raises(WorkerError,
                        match=r"^worker 1 of 2 was killed by signal 9: .*every worker was stopped$"):
         train("mlp", epochs=3, data=subset(sample, 2000, 100), save_dir=tmp_path / "model",
               seed=1, graph="dynamic", workers=2, event_handler=handler, log=lambda *a: None)
-    assert time.monotonic() - killed[0] < distributed.GRACE_SECONDS + 3
+    assert time.monotonic() - killed[0] < workers.GRACE_SECONDS + 3
     # nothing half-written: no model yet, or the last whole pass's (rank 0 runs ahead of
     # the events that reach this process)
     assert sorted(p.name for p in tmp_path.iterdir()) in ([".model.lock"],
@@ -190,15 +193,15 @@ def test_a_worker_that_dies_stops_the_training_within_seconds(sample, tmp_path):
 
 def test_a_worker_that_fails_is_named_with_its_error(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    with pytest.raises(distributed.WorkerError,
+    with pytest.raises(WorkerError,
                        match=r"^worker 1 of 2 failed: no such thing; every worker was stopped$"):
-        distributed.run_workers("distributed_targets:fail_on_rank_1", {}, 2)
+        workers.run_workers("distributed_targets:fail_on_rank_1", {}, 2)
 
 
 def test_the_package_s_own_errors_come_back_as_they_are(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     with pytest.raises(ConfigError, match="^a config error in rank 0$"):
-        distributed.run_workers("distributed_targets:config_error", {}, 2)
+        workers.run_workers("distributed_targets:config_error", {}, 2)
 
 
 def test_workers_are_refused_beyond_the_cores_the_static_graph_and_the_batch(sample, tmp_path,
@@ -226,21 +229,22 @@ def test_the_cli_refuses_too_many_workers_in_one_line(capsys, tmp_path):
 
 
 def test_gpu_workers_get_one_gpu_each_and_nccl(monkeypatch):
-    env = distributed.worker_env(1, 2, [9000, 9001, 9002], gpu=True)
+    env = workers.worker_env(1, 2, [9000, 9001, 9002], gpu=True)
     assert env["FLAGS_selected_gpus"] == "1" and env["PADDLE_DISTRI_BACKEND"] == "nccl"
     assert env["PADDLE_CURRENT_ENDPOINT"] == "127.0.0.1:9002"
     assert env["PADDLE_MASTER"] == "127.0.0.1:9000" and env["OMP_NUM_THREADS"] == "1"
-    cpu = distributed.worker_env(0, 2, [9000, 9001, 9002], gpu=False)
+    cpu = workers.worker_env(0, 2, [9000, 9001, 9002], gpu=False)
     assert cpu["PADDLE_DISTRI_BACKEND"] == "gloo" and "FLAGS_selected_gpus" not in cpu
     monkeypatch.setattr(paddle.device.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(distributed, "uses_gpu", lambda settings: True)
     with pytest.raises(ConfigError, match="this process may use 1 GPUs"):
-        distributed.check_workers(2, "dynamic", 64, gpu=True)
-    assert distributed.check_workers(1, "dynamic", 64, gpu=True) == 1
+        distributed.check_workers(Settings(workers=2, graph="dynamic"))
+    assert distributed.check_workers(Settings(workers=1, graph="dynamic")) == 1
 
 
 def test_two_machines_through_paddle_s_launcher_on_loopback(tmp_path):
     """Two launchers, each a 'machine' of one worker, as the README's commands start them."""
-    port = distributed._free_ports(1)[0]
+    port = workers._free_ports(1)[0]
     script = Path(sys.executable).with_name("recognize-digits")
     launchers = [subprocess.Popen(
         [sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master",

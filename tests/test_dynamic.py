@@ -10,9 +10,11 @@ import pytest
 
 from recognize_digits import InferenceModel, models
 from recognize_digits.data import batches
-from recognize_digits.dynamic import dynamic_mode, side_by_side
+from recognize_digits.engines.compare import side_by_side
+from recognize_digits.engines.dynamic import dynamic_mode
 from recognize_digits.errors import ConfigError
-from recognize_digits.train import Programs, train
+from recognize_digits.static_graph import Programs
+from recognize_digits.training import train
 
 from conftest import INFER_3, ROOT, subset
 

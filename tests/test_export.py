@@ -24,7 +24,7 @@ NETWORKS = [("softmax", "static"), ("mlp", "static"), ("cnn", "static"), ("cnn",
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, sample, trained_cnn):
     """A saved model of each network and graph mode: (model, graph) -> folder."""
-    from recognize_digits.train import train
+    from recognize_digits.training import train
 
     folders = {("cnn", "static"): trained_cnn[0]}
     for model, graph in NETWORKS:
@@ -38,7 +38,7 @@ def saved(tmp_path_factory, sample, trained_cnn):
 @pytest.fixture(scope="module")
 def exported(saved, tmp_path_factory):
     """Each saved model exported: (model, graph) -> (folder, .onnx path, what export found)."""
-    from recognize_digits.export import export_onnx
+    from recognize_digits.deploy.export import export_onnx
 
     out = tmp_path_factory.mktemp("onnx")
     return {key: (folder, out / f"{key[0]}-{key[1]}.onnx",
@@ -48,7 +48,7 @@ def exported(saved, tmp_path_factory):
 
 @pytest.mark.parametrize("network", NETWORKS, ids="-".join)
 def test_onnx_answers_as_paddle_on_the_test_set(exported, sample, network):
-    from recognize_digits.export import OnnxModel
+    from recognize_digits.deploy.export import OnnxModel
 
     folder, path, found = exported[network]
     assert found["max_difference"] <= 1e-5 and found["digits_differing"] == 0
@@ -62,7 +62,7 @@ def test_onnx_answers_as_paddle_on_the_test_set(exported, sample, network):
 def test_the_file_names_its_input_and_takes_any_batch(exported, sample, network):
     import onnx
 
-    from recognize_digits.export import OnnxModel, metadata
+    from recognize_digits.deploy.export import OnnxModel, metadata
 
     _, path, _ = exported[network]
     graph = onnx.load(str(path)).graph
@@ -101,7 +101,7 @@ def test_export_predict_and_evaluate_on_the_command_line(saved, tmp_path, capsys
 def test_serve_an_onnx_model(exported, monkeypatch, capsys):
     from http.server import ThreadingHTTPServer
 
-    from recognize_digits.serve import make_server
+    from recognize_digits.deploy.serve import make_server
 
     _, path, _ = exported["cnn", "static"]
     server = make_server(path, port=0)
@@ -223,7 +223,7 @@ def test_a_failed_export_leaves_nothing(saved, tmp_path, monkeypatch, capsys):
 
 
 def test_an_export_that_differs_from_paddle_is_not_written(saved, tmp_path, monkeypatch):
-    from recognize_digits import export
+    from recognize_digits.deploy import export
 
     def drift(reference, model, images):
         return {"images": len(images), "max_difference": 3e-4, "digits_differing": 2}
@@ -241,7 +241,7 @@ def test_predict_refuses_a_corrupt_onnx_file(exported, tmp_path, capsys):
         (tmp_path / name).write_bytes(content)
         code = cli.main(["predict", str(INFER_3), "--onnx", str(tmp_path / name)])
         line = one_error_line(capsys, code)
-        assert f"{tmp_path / name}: cannot be read or run as an ONNX model" in line
+        assert f"{tmp_path / name}: cannot be loaded or run as a model of 28x28 digits" in line
         assert "export it again with 'recognize-digits export" in line
     code = cli.main(["predict", str(INFER_3), "--onnx", str(tmp_path / "none.onnx")])
     assert "none.onnx: no such file; export one with" in one_error_line(capsys, code)
@@ -290,7 +290,7 @@ def refuse(command, *args, **kwargs):  # any installer is recorded, and not run
         return subprocess.CompletedProcess(command, 1, b"", b"refused by the test")
     return run(command, *args, **kwargs)
 subprocess.run = refuse
-from recognize_digits.export import export_onnx
+from recognize_digits.deploy.export import export_onnx
 found = export_onnx({str(saved["softmax", "static"])!r}, {str(target)!r})
 print(json.dumps([asked, found["digits_differing"], os.environ.get("POLYGRAPHY_AUTOINSTALL_DEPS")]))
 """
@@ -309,7 +309,7 @@ def test_export_prints_nothing_where_python_s_streams_are_not_the_descriptors(sa
     log lines (its Python logging and its constant folding's) stay out of the cell."""
     import io
 
-    from recognize_digits.export import export_onnx
+    from recognize_digits.deploy.export import export_onnx
 
     out, err = io.StringIO(), io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)

@@ -8,11 +8,13 @@ import paddle
 import pytest
 from matplotlib.collections import LineCollection
 
-from recognize_digits import diagrams
-from recognize_digits.dynamic import dynamic_mode
-from recognize_digits.infer import load_image, look_inside
-from recognize_digits.models import MODELS, convolutional_neural_network, layers
-from recognize_digits.train import Programs
+from recognize_digits.figures import diagrams
+from recognize_digits.engines.dynamic import dynamic_mode
+from recognize_digits.figures.inside import look_inside
+from recognize_digits.infer import load_image
+from recognize_digits.figures.diagrams import layers
+from recognize_digits.models import MODELS, convolutional_neural_network
+from recognize_digits.static_graph import Programs
 
 from conftest import INFER_3
 

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognize_digits import cli, sources
+from recognize_digits import cli
+from recognize_digits.own_digits import sources
 from recognize_digits.errors import RecognizeDigitsError
-from recognize_digits.finetune import finetune, split
-from recognize_digits.infer import InferenceModel, load_labelled_images, saved_parameters
+from recognize_digits.own_digits.finetune import finetune, split
+from recognize_digits.infer import InferenceModel
+from recognize_digits.own_digits.folders import load_labelled_images
+from recognize_digits.plumbing.model_files import saved_parameters
 
 from conftest import subset
 

@@ -70,7 +70,7 @@ def test_saved_model_loads_in_the_executor_too(trained_cnn, sample):
 
 
 def test_only_a_lone_ascii_digit_labels_an_image(tmp_path):
-    from recognize_digits.infer import load_labelled_images
+    from recognize_digits.own_digits.folders import load_labelled_images
 
     for name in ("3.png", "3_mine.png", "7/scan.png", "13.png", "20240501_photo_of_3.png",
                  "³_x.png", "²/scan.png", "37/scan.png"):

@@ -30,7 +30,8 @@ def test_lenet_matches_stock_layers(sample, monkeypatch):
     like the chapter's order built from stock layers, from the same initial values."""
     from recognize_digits import models
     from recognize_digits.data import batches
-    from recognize_digits.train import Programs
+    from recognize_digits.engines.compare import ChapterConvPool
+    from recognize_digits.static_graph import Programs
 
     paddle.enable_static()
     exe = paddle.static.Executor(paddle.CPUPlace())
@@ -38,7 +39,7 @@ def test_lenet_matches_stock_layers(sample, monkeypatch):
     losses, init = {}, None
     for name in ("package", "stock"):
         if name == "stock":
-            monkeypatch.setattr(models, "ConvPool", models.ChapterConvPool)
+            monkeypatch.setattr(models, "ConvPool", ChapterConvPool)
         programs = Programs("cnn", seed=0)
         with paddle.static.scope_guard(paddle.static.Scope()):
             scope = paddle.static.global_scope()

@@ -9,7 +9,7 @@ import nbclient
 import nbformat
 import pytest
 
-from recognize_digits import speed
+from recognize_digits.plumbing import fast_cpu as speed
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "recognize_digits.ipynb"
 CHINESE = NOTEBOOK.with_suffix(".cn.ipynb")

@@ -194,7 +194,7 @@ def test_ci_runs_the_readme_s_test_command_first_in_a_fresh_environment():
 
 
 def test_ci_installs_every_system_package_the_tests_use():
-    from recognize_digits import sources
+    from recognize_digits.own_digits import sources
 
     run = (ROOT / ".ci" / "run").read_text()
     packages = re.search(r'packages="([^"]*)"', run).group(1).split()

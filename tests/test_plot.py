@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from recognize_digits.errors import ConfigError
-from recognize_digits.plot import (CostCurves, comparison_table, plot_accuracy, plot_digits,
+from recognize_digits.figures.plot import (CostCurves, comparison_table, plot_accuracy, plot_digits,
                                    plot_probabilities)
-from recognize_digits.train import PassEvent, StepEvent
+from recognize_digits.events import PassEvent, StepEvent
 
 
 def events(passes=2, steps=3):
@@ -49,7 +49,7 @@ def test_figures_and_table():
 def test_the_learning_curve_is_drawn_from_the_benchmarks_results():
     import json
 
-    from recognize_digits.plot import plot_learning_curve
+    from recognize_digits.figures.plot import plot_learning_curve
 
     from conftest import ROOT
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from recognize_digits import handwriting
+from recognize_digits.own_digits import handwriting
 from recognize_digits.errors import ImageError
 from recognize_digits.infer import load_image, to_grey, to_input
 from recognize_digits.preprocess import mnist_style
@@ -89,7 +89,7 @@ def test_blank_colour_images_are_refused(tmp_path):
 
 
 def test_preprocessing_beats_the_plain_resize_on_user_like_images(trained_cnn, sample, tmp_path):
-    from recognize_digits.handwriting import save_user_like
+    from recognize_digits.own_digits.handwriting import save_user_like
     from recognize_digits.infer import InferenceModel
 
     model = InferenceModel(trained_cnn[0])  # LeNet-5, two passes on the sample

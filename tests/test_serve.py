@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognize_digits.serve import MAX_BODY, make_server
+from recognize_digits.deploy.serve import MAX_BODY, make_server
 
 from conftest import INFER_3
 
@@ -207,7 +207,7 @@ def test_other_methods_get_an_answer_in_the_pages_json(server, method):
 
 
 def test_a_request_must_arrive_whole_within_its_deadline(server, monkeypatch):
-    from recognize_digits import serve
+    from recognize_digits.deploy import serve
 
     # a client that sends a byte every second would hold a thread forever without it
     start = time.monotonic()
@@ -231,7 +231,7 @@ def test_a_request_must_arrive_whole_within_its_deadline(server, monkeypatch):
 
 
 def test_many_connections_at_once_are_all_answered(server):
-    from recognize_digits.serve import Server
+    from recognize_digits.deploy.serve import Server
 
     assert Server.request_queue_size >= 64  # the standard library's 5 drops bursts
     results = []
@@ -248,8 +248,8 @@ def test_many_connections_at_once_are_all_answered(server):
 
 
 def test_at_most_one_image_per_core_is_preprocessed_at_once(server, monkeypatch):
-    from recognize_digits import serve
-    from recognize_digits.speed import available_cores
+    from recognize_digits.deploy import serve
+    from recognize_digits.plumbing.fast_cpu import available_cores
 
     real, running, most = serve.load_image, [0], [0]
     lock = threading.Lock()
@@ -285,7 +285,7 @@ def correcting(trained_cnn, tmp_path):
 
 
 def test_a_labelled_drawing_is_kept_for_finetuning(correcting):
-    from recognize_digits.infer import load_labelled_images
+    from recognize_digits.own_digits.folders import load_labelled_images
 
     address, folder = correcting
     for digit in ("3", "8"):
@@ -323,7 +323,7 @@ def test_bad_corrections_are_refused_and_nothing_is_kept(correcting, path, body,
 
 
 def test_corrections_stop_at_their_limit(correcting, monkeypatch):
-    from recognize_digits import serve
+    from recognize_digits.deploy import serve
 
     monkeypatch.setattr(serve, "MAX_CORRECTIONS", 2)
     address, folder = correcting

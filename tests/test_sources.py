@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from recognize_digits import InferenceModel, load_image
-from recognize_digits import sources
+from recognize_digits.own_digits import sources
 
 
 def light_paper(image):

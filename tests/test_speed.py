@@ -7,7 +7,7 @@ from unittest import mock
 import paddle
 import pytest
 
-from recognize_digits import speed
+from recognize_digits.plumbing import fast_cpu as speed
 
 
 def test_cores_where_affinity_is_unknown(monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from recognize_digits import storage
+from recognize_digits.plumbing import storage
 from recognize_digits.errors import ConfigError
 
 TESTS = Path(__file__).resolve().parent
@@ -124,7 +124,7 @@ def test_a_failed_second_rename_is_undone(tmp_path, monkeypatch):
 
 KILLED_DURING_SWAP = """
 import os, shutil, signal, sys
-from recognize_digits import storage
+from recognize_digits.plumbing import storage
 
 storage._exchange = lambda a, b: False  # two renames, as on Windows
 die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
@@ -223,7 +223,7 @@ def as_on_windows(monkeypatch):
 
 HOLDER = """
 import sys
-from recognize_digits import storage
+from recognize_digits.plumbing import storage
 
 if sys.argv[2] == "windows":
     sys.path.insert(0, sys.argv[3])
@@ -277,7 +277,7 @@ def test_without_any_lock_call_training_still_saves(tmp_path, monkeypatch):
 
 def test_a_linked_save_folder_is_locked_and_replaced_where_it_points(sample, tmp_path):
     from recognize_digits.errors import ConfigError
-    from recognize_digits.train import train
+    from recognize_digits.training import train
 
     from conftest import quiet, subset
 

@@ -12,16 +12,19 @@ import pytest
 from recognize_digits.data import batches, load_mnist
 from recognize_digits.errors import ConfigError
 from recognize_digits.infer import InferenceModel, evaluate
-from recognize_digits import speed
+from recognize_digits.plumbing import fast_cpu as speed
 from recognize_digits.errors import TrainingInterrupted
-from recognize_digits.speed import use_onednn_kernels
+from recognize_digits.plumbing.fast_cpu import use_onednn_kernels
 from recognize_digits.static_graph import StaticEngine
-from recognize_digits.train import PassEvent, Programs, StepEvent, select_place, train
+from recognize_digits.engine import select_place
+from recognize_digits.events import PassEvent, StepEvent
+from recognize_digits.static_graph import Programs
+from recognize_digits.training import train
 
 from conftest import full_mnist_dir, quiet, subset
 
 # the module (the package's own `train` attribute is the function)
-training = importlib.import_module("recognize_digits.train")
+training = importlib.import_module("recognize_digits.training")
 
 
 def test_training_lowers_the_loss(trained_cnn):
@@ -342,7 +345,7 @@ def test_ctrl_c_during_the_test_pass_or_a_save_stops_after_it(during, sample, tm
                                                              monkeypatch):
     data = subset(sample, 500, 200)
     whole = train("softmax", epochs=3, data=data, save_dir=tmp_path / "whole", seed=1, **quiet())
-    where, name = (StaticEngine, "test") if during == "test" else (training, "save_model")
+    where, name = (StaticEngine, "test") if during == "test" else (training.Training, "save_model")
     original, calls = getattr(where, name), []
 
     def pressed_during(*args, **kwargs):

@@ -1,5 +1,6 @@
 """Figures of a training and its results: digits, cost curves, accuracy per pass,
-probabilities, the confusion matrix and the most confident mistakes, the report folder.
+probabilities, the confusion matrix and the most confident mistakes (written as a report
+folder by :mod:`.report`), and a benchmark's fine-tuning curves.
 
 Figures are made with matplotlib's object API (no pyplot state), so they work the
 same in a notebook, in a script and in the CLI (``train --plot PATH``). The chapter's
@@ -11,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .errors import ConfigError
-from .infer import confusion_matrix, open_image, to_grey
-from .storage import replace_file, write_json
-from .train import PassEvent, StepEvent
+from ..errors import ConfigError
+from ..events import PassEvent, StepEvent
+from ..infer import confusion_matrix, open_image, to_grey
+from ..plumbing.storage import replace_file
 
 
 def plot_digits(images, labels, columns=10, predictions=None):
@@ -215,47 +216,6 @@ def plot_mistakes(images, labels, probs, count=24, originals=None):
             ax.axis("off")
     fig.tight_layout()
     return fig
-
-
-def write_report(folder, images, labels, probs, mistakes=24, originals=None):
-    """Per-class accuracy, the confusion matrix and the most confident mistakes, as
-    ``report.json``, ``confusion.png`` and ``mistakes.png`` in ``folder``; returns the
-    text tables. ``originals``: the image files behind ``images``, shown beside them."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    digits = probs.argmax(axis=1)
-    confusion = confusion_matrix(labels, digits)
-    counts = confusion.sum(axis=1)
-    per_class = [confusion[d, d] / counts[d] if counts[d] else None for d in range(10)]
-    worst = most_confident_mistakes(labels, probs, mistakes)
-    write_json(folder / "report.json", {
-        "images": len(labels), "accuracy": float((digits == labels).mean()),
-        "per_class_accuracy": {str(d): a if a is None else float(a)
-                               for d, a in enumerate(per_class)},
-        "confusion": confusion.tolist(),
-        "most_confident_mistakes": [{"index": int(i), "true": int(labels[i]),
-                                     "predicted": int(digits[i]),
-                                     "probability": float(probs[i, digits[i]]),
-                                     **({"image": str(originals[i])} if originals else {})}
-                                    for i in worst]})
-    replace_file(folder / "confusion.png",
-                 lambda tmp: plot_confusion(confusion).savefig(tmp, dpi=100))
-    if len(worst):
-        replace_file(folder / "mistakes.png", lambda tmp: plot_mistakes(
-            images, labels, probs, mistakes, originals).savefig(tmp, dpi=100))
-    return report_tables(confusion)
-
-
-def report_tables(confusion):
-    """Per-digit accuracy and the confusion matrix as text tables."""
-    counts = confusion.sum(axis=1)
-    rows = [f"{'digit':>17} " + " ".join(f"{d:>5}" for d in range(10)),
-            f"{'accuracy (%)':>17} " + " ".join(
-                f"{100 * confusion[d, d] / counts[d]:5.1f}" if counts[d] else "    -"
-                for d in range(10)),
-            "", "true \\ predicted " + " ".join(f"{d:>5}" for d in range(10))]
-    rows += [f"{t:>17} " + " ".join(f"{n:>5}" for n in row) for t, row in enumerate(confusion)]
-    return "\n".join(rows)
 
 
 def plot_learning_curve(results):

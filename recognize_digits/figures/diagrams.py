@@ -9,13 +9,15 @@ Like :mod:`.plot`, with matplotlib's object API (no pyplot state).
 """
 
 import numpy as np
+import paddle
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .models import MODELS, layers
-from .preprocess import mnist_style_steps
+from ..engine import graph_mode
+from ..models import MODELS, count_parameters
+from ..preprocess import mnist_style_steps
 
 
 def plot_activations():
@@ -357,3 +359,29 @@ def _panels(images, norm, cmap, label, columns, titles=None, title=None):
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def layers(builder):
+    """A model's operations as built: ``(name, output shape, [parameter shapes])`` each,
+    from its static program (so a table or a diagram made from them follows the code)."""
+    program = paddle.static.Program()
+    with graph_mode("static"), paddle.static.program_guard(program, paddle.static.Program()):
+        builder(paddle.static.data("img", [-1, 1, 28, 28], "float32"))
+    rows = []
+    for op in program.global_block().ops:
+        if op.name() in ("builtin.parameter", "pd_op.full_int_array"):
+            continue
+        params = [list(v.shape) for v in op.operands_source()
+                  if v.get_defining_op().name() == "builtin.parameter"]
+        rows.append((op.name().split(".")[-1].rstrip("_"), list(op.result(0).shape), params))
+    return rows, count_parameters(program)
+
+
+def summary(builder):
+    """A model's layers as text: each operation, its output shape and its parameters' shapes."""
+    rows, count = layers(builder)
+    lines = [f"{'operation':<12} {'output':<18} parameters"]
+    lines += [f"{name:<12} {str(shape):<18} {'  '.join(map(str, params))}"
+              for name, shape, params in rows]
+    lines.append(f"trainable parameters: {count:,}")
+    return "\n".join(lines)

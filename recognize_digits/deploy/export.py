@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_mnist
-from .errors import ConfigError, ModelError, check_positive, one_line
-from .infer import InferenceModel, check_inputs, descriptors_held, predict_all
-from .storage import replace_file
+from ..data import load_mnist
+from ..errors import ConfigError, ModelError, one_line
+from ..infer import InferenceModel, Predictor, predict_all
+from ..plumbing.native import descriptors_held, last_line
+from ..plumbing.storage import replace_file
 
 OPSET = 13  # read by every ONNX Runtime of the last years, onnxruntime-web and TensorRT
 TOLERANCE = 1e-5  # the largest difference from Paddle's probabilities an export may have
@@ -101,7 +102,7 @@ def _convert(paddle2onnx, files, target):
             raise ModelError(f"{files[0].parent}: paddle2onnx cannot convert this model "
                              f"({one_line(e)})") from None
     if not Path(target).stat().st_size:
-        raise ModelError(f"{files[0].parent}: paddle2onnx wrote nothing ({_last_line(held)})")
+        raise ModelError(f"{files[0].parent}: paddle2onnx wrote nothing ({last_line(held())})")
 
 
 @contextlib.contextmanager
@@ -130,11 +131,6 @@ def _no_installs():
             os.environ.pop(AUTOINSTALL, None)
         else:
             os.environ[AUTOINSTALL] = was
-
-
-def _last_line(held):
-    lines = [line for line in held().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no message"
 
 
 def _metrics(model_dir):
@@ -199,38 +195,26 @@ def compare(model_a, model_b, images):
             "digits_differing": int((a.argmax(axis=1) != b.argmax(axis=1)).sum())}
 
 
-class OnnxModel:
+class OnnxModel(Predictor):
     """An exported ``.onnx`` model run by ONNX Runtime, with :class:`InferenceModel`'s
-    ``predict``: the same inputs (as ``load_image`` makes them), the same answers.
+    ``predict``: the same inputs (as ``load_image`` makes them), the same answers, a few
+    images on one thread and batches on ``threads``."""
 
-    Like the Paddle predictors, a few images run on one thread (which answers sooner),
-    batches on ``threads`` (default: every core the process may use).
-    """
-
-    SMALL_BATCH = InferenceModel.SMALL_BATCH
+    FAILURES = (Exception,)  # ONNX Runtime's errors have types of their own
 
     def __init__(self, path, threads=None):
-        from .speed import available_cores
-
         path = Path(path)
         export_one = (f"export it again with 'recognize-digits export --model-dir MODEL --onnx "
                       f"{path} --force'" if path.is_file() else
                       f"export one with 'recognize-digits export --model-dir MODEL --onnx {path}'")
         if not path.is_file():
             raise ModelError(f"{path}: no such file; {export_one}")
-        check_positive(threads=threads)
+        super().__init__(threads)
         self.ort = _require("onnxruntime", "running an ONNX model", INSTALL_RUN)
-        self.path, self.threads, self._sessions = path, threads or available_cores(), {}
-        try:
-            probs = self.predict(np.zeros((1, 1, 28, 28), np.float32))[1]
-        except Exception as e:  # noqa: BLE001 - ONNX Runtime's own errors, said in one line
-            raise ModelError(f"{path}: cannot be read or run as an ONNX model of 28x28 digits "
-                             f"({_gist(e)}); {export_one}") from None
-        if probs.shape != (1, 10):
-            raise ModelError(f"{path}: the model answers with shape {list(probs.shape)}, not "
-                             f"10 probabilities per digit; {export_one}")
+        self.path, self._sessions = path, {}
+        self._check_answers(path, export_one, gist=_gist)
 
-    def _session(self, threads):
+    def _run(self, images, threads):
         if threads not in self._sessions:
             options = self.ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -238,15 +222,8 @@ class OnnxModel:
             session = self.ort.InferenceSession(str(self.path), options,
                                                 providers=["CPUExecutionProvider"])
             self._sessions[threads] = (session, session.get_inputs()[0].name)
-        return self._sessions[threads]
-
-    def predict(self, images):
-        """Digits ``int64 [N]`` and probabilities ``float32 [N, 10]``, as
-        :meth:`InferenceModel.predict`."""
-        images = check_inputs(images)
-        session, name = self._session(1 if len(images) <= self.SMALL_BATCH else self.threads)
-        probs = session.run(None, {name: images})[0]
-        return probs.argmax(axis=1), probs
+        session, name = self._sessions[threads]
+        return session.run(None, {name: images})[0]
 
 
 def _gist(error):

@@ -39,12 +39,12 @@ from importlib.resources import files
 import numpy as np
 from PIL import Image
 
-from .errors import RecognizeDigitsError
-from .data import pixels
+from ..data import pixels
+from ..errors import RecognizeDigitsError
+from ..infer import load_image
+from ..plumbing.fast_cpu import available_cores
+from ..plumbing.storage import replace_file
 from .export import open_model
-from .infer import load_image
-from .speed import available_cores
-from .storage import replace_file
 
 MAX_BODY = 2 * 1024 * 1024  # bytes: a drawing is a few KB, a photo well under this
 MAX_PIXELS_SIDE = 1000  # for JSON pixels
@@ -156,7 +156,7 @@ def _pixels_png(body):
 
 
 def make_handler(recognise):
-    page = files("recognize_digits").joinpath("static/draw.html").read_bytes()
+    page = files("recognize_digits").joinpath("deploy/static/draw.html").read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
         timeout = REQUEST_SECONDS  # for each read; the deadline below bounds them all

@@ -6,45 +6,39 @@ graph="dynamic")`` trains the very classes the static builders call (see
 :mod:`.models`), with the same loss, optimizer, data and loop: :class:`DynamicEngine`
 holds only what the graph mode decides — one training step, a test pass, saving the
 inference model (``paddle.jit.save``, in the format the static mode saves) and the
-checkpoint. :func:`side_by_side` trains both modes from the same parameters.
+checkpoint. :func:`~.compare.side_by_side` trains both modes from the same parameters.
 """
 
 import contextlib
-from pathlib import Path
+import functools
 
-import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from .engine import MODEL_PREFIX, Engine, check_checkpoint, mean_over_batches, parameters_for
-from .models import LAYERS, loss_and_accuracy
-from .static_graph import StaticEngine
+from ..engine import Engine, graph_mode, mean_over_batches
+from ..plumbing.checkpoint import check_checkpoint, parameters_for
+from ..models import LAYERS, loss_and_accuracy
 
-
-@contextlib.contextmanager
-def dynamic_mode():
-    """Run the block in dynamic mode, then return to the mode it found."""
-    static = not paddle.in_dynamic_mode()
-    paddle.disable_static()
-    try:
-        yield
-    finally:
-        if static:
-            paddle.enable_static()
+dynamic_mode = functools.partial(graph_mode, "dynamic")
 
 
 class DynamicEngine(Engine):
     """A Layer and its Adam optimizer, run eagerly on ``place`` (Paddle's dynamic kernels:
-    ``onednn`` and ``threads`` concern the static programs only)."""
+    the settings' ``onednn`` and ``threads`` concern the static programs only)."""
 
-    mode = staticmethod(dynamic_mode)
+    @staticmethod
+    @contextlib.contextmanager
+    def mode():
+        # names made afresh for the training: Adam names its moments when it first steps
+        # or loads them (linear_0.w_0_moment1_0, ...), by a counter that an earlier training
+        # in this process would have moved on, and a checkpoint loads only under its names
+        with dynamic_mode(), paddle.utils.unique_name.guard():
+            yield
 
-    def __init__(self, model, learning_rate, seed, place, onednn=None, threads=None, log=print):
+    def __init__(self, model, learning_rate, seed, place):
         paddle.set_device(self.device(place))
         paddle.seed(seed)
-        # fresh parameter names (linear_0.w_0, ...), the ones the static program gets
-        with paddle.utils.unique_name.guard():
-            self.net = LAYERS[model]()
+        self.net = LAYERS[model]()  # named afresh (see mode), as the static program is
         self.optimizer = paddle.optimizer.Adam(learning_rate=learning_rate,
                                                parameters=self.net.parameters())
 
@@ -98,29 +92,3 @@ class DynamicEngine(Engine):
                          {v.name: v.shape for v in state.values()})
         self.net.set_state_dict(paddle.load(f"{prefix}.pdparams"))
         self.optimizer.set_state_dict(paddle.load(f"{prefix}.pdopt"))
-
-
-def side_by_side(model, batches, save_dir, seed=0):
-    """Train ``model`` on ``batches`` in both modes from the same initial parameters,
-    and save both inference models, in ``save_dir/static`` and ``save_dir/dynamic``.
-
-    The static program is built and initialised first; the Layer takes its values, name
-    by name (both get the same names). Returns the two lists of batch costs,
-    ``(static, dynamic)``, on Paddle's plain kernels in both: the same numbers up to
-    floating-point rounding, because they are the same network, loss and optimizer.
-    """
-    save_dir = Path(save_dir)
-    with StaticEngine.mode():
-        static = StaticEngine(model, 0.001, seed, paddle.CPUPlace(), onednn=False)
-        scope = paddle.static.global_scope()
-        start = {p.name: np.array(scope.find_var(p.name).get_tensor())
-                 for p in static.programs.main.global_block().all_parameters()}
-        static_costs = [static.step(x, y)[0] for x, y in batches]
-        static.save_inference_model(save_dir / "static" / MODEL_PREFIX)
-    with DynamicEngine.mode():
-        dynamic = DynamicEngine(model, 0.001, seed, paddle.CPUPlace())
-        for p in dynamic.net.state_dict().values():
-            p.set_value(start[p.name].reshape(p.shape))
-        dynamic_costs = [dynamic.step(x, y)[0] for x, y in batches]
-        dynamic.save_inference_model(save_dir / "dynamic" / MODEL_PREFIX)
-    return static_costs, dynamic_costs

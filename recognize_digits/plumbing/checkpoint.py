@@ -1,5 +1,5 @@
-"""The checkpoint that Ctrl-C leaves in ``SAVE_DIR/checkpoint`` and ``--resume`` reads,
-and the Ctrl-C (or SIGTERM) that waits for it to be written (:class:`StopOnCtrlC`).
+"""The checkpoint that Ctrl-C leaves in ``SAVE_DIR/checkpoint`` and ``resume=True`` reads,
+and the checks that keep another network's saved values out of an engine.
 
 A checkpoint holds the engine's parameters and optimizer state (``train.*``, as the
 engine writes them) and ``state.json``: where the training stopped (``pass_id``,
@@ -9,20 +9,16 @@ settings included.
 """
 
 import json
+import re
 import shutil
-import signal
-import threading
 from pathlib import Path
 
 import numpy as np
+import paddle
 
-from .errors import ConfigError, check_positive, one_line
-from .models import check_model
+from ..errors import ConfigError, one_line
+from ..settings import Settings
 from .storage import recover_folder, write_folder, write_json
-
-# the settings a resumed training takes from its checkpoint
-SETTINGS = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation", "augment",
-            "graph", "workers")
 
 
 class Checkpoint:
@@ -59,15 +55,18 @@ class Checkpoint:
                               f"new training without resume=True") from None
         return state
 
-    def check_settings(self, state, given):
-        """Refuse ``given`` settings (name: value) that differ from those the checkpoint's
-        training started with, naming each: a resumed training goes on with its own."""
-        differ = [f"{k}={v!r} (it has {state['metrics'][k]!r})"
-                  for k, v in given.items() if v != state["metrics"][k]]
+    def settings(self, state, given):
+        """The settings of the checkpoint's training, from its ``state``: a resumed training
+        goes on with them. ``given`` ones (name: value) may say where it runs (device,
+        threads, oneDNN); any other that differs from the checkpoint's is refused, named."""
+        recorded = state["metrics"]
+        differ = [f"{k}={v!r} (it has {recorded[k]!r})" for k, v in given.items()
+                  if k in Settings.RESUMED and v != recorded[k]]
         if differ:
             raise ConfigError(f"{self.save_dir}: resume=True goes on with the settings the "
                               f"training started with, and these differ: {'; '.join(differ)}; "
                               f"leave them out, or start a new training without resume=True")
+        return Settings(**given).resumed(recorded)
 
     def check_data(self, state, source):
         """Refuse to go on with other data than the checkpoint's training had."""
@@ -91,16 +90,11 @@ class Checkpoint:
 def _check_state(state):
     """Raise ValueError (or KeyError, TypeError) for what a training could not have saved."""
     metrics = state["metrics"]
-    check_model(metrics["model"])
-    check_positive(epochs=metrics["epochs"], batch_size=metrics["batch_size"],
-                   workers=metrics["workers"])
-    check_positive(whole=False, learning_rate=metrics["learning_rate"])
+    Settings().resumed(metrics).check()
+    if metrics["validation"] is None:
+        raise ValueError("validation None")
     whole = (int, np.integer)
-    if metrics["graph"] not in ("static", "dynamic") or not isinstance(metrics["augment"], bool):
-        raise ValueError(f"graph {metrics['graph']!r}, augment {metrics['augment']!r}")
-    for name, value, top in (("seed", metrics["seed"], 2**31),
-                             ("validation", metrics["validation"], None),
-                             ("pass_id", state["pass_id"], metrics["epochs"]),
+    for name, value, top in (("pass_id", state["pass_id"], metrics["epochs"]),
                              ("batch_id", state["batch_id"], None)):
         if isinstance(value, bool) or not isinstance(value, whole) or value < 0 or (
                 top is not None and value >= top):
@@ -115,27 +109,40 @@ def _check_state(state):
         raise ValueError(f"seconds {state['seconds']!r}")
 
 
-class StopOnCtrlC:
-    """Within it, a first Ctrl-C (or SIGTERM, as a system's shutdown or ``kill`` sends) only
-    sets ``pressed``: training stops after the current batch, test pass or save, with a
-    checkpoint; a second one interrupts at once. Main thread only."""
+def check_checkpoint(prefix, parameters, names=None):
+    """Refuse checkpoint files (``PREFIX.pdparams`` and ``PREFIX.pdopt``) that do not hold
+    the ``parameters`` of this network (key: shape) and Adam's moments of the same shapes
+    (by parameter ``names``, name: shape, when they differ from the keys): a ValueError
+    naming the first difference. Loading would otherwise take another network's values,
+    or fail deep inside Paddle."""
+    names = parameters if names is None else names
+    saved = {k: list(np.shape(np.asarray(v))) for k, v in paddle.load(f"{prefix}.pdparams").items()}
+    if saved.keys() != parameters.keys():
+        missing, extra = sorted(parameters.keys() - saved), sorted(saved.keys() - parameters)
+        raise ValueError(f"its parameters are another network's (missing {missing[:3]}, "
+                         f"unknown {extra[:3]})")
+    for key, shape in parameters.items():
+        if saved[key] != list(shape):
+            raise ValueError(f"parameter {key} has shape {saved[key]}, not {list(shape)}")
+    for key, value in paddle.load(f"{prefix}.pdopt").items():
+        moment = re.fullmatch(r"(.+)_moment[12]_0", key)
+        if moment and (moment.group(1) not in names or
+                       list(np.shape(np.asarray(value))) != list(names[moment.group(1)])):
+            raise ValueError(f"the optimizer's {key} does not fit this network")
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __enter__(self):
-        self.pressed, self.previous = False, {}
-        if threading.current_thread() is threading.main_thread():
-            for number in self.SIGNALS:
-                self.previous[number] = signal.signal(number, self._pressed)
-        return self
-
-    def _pressed(self, signum, frame):
-        if self.pressed:
-            raise KeyboardInterrupt
-        self.pressed = True
-
-    def __exit__(self, *exc):
-        for number, previous in self.previous.items():
-            # None: a handler set outside Python (Paddle's own for SIGTERM, which prints a
-            # crash report), so the system's default is put back instead
-            signal.signal(number, signal.SIG_DFL if previous is None else previous)
+def parameters_for(names_and_shapes, values):
+    """``values`` (name: array) for each parameter of ``names_and_shapes`` (name: shape),
+    reshaped to it (a saved model holds convolution biases as ``[1, C, 1, 1]``); a
+    ValueError if the names or sizes are another network's."""
+    missing = sorted(set(names_and_shapes) - set(values))
+    if missing or len(values) != len(names_and_shapes):
+        raise ValueError(f"the saved parameters are another network's (missing "
+                         f"{missing[:3]}, {len(values)} saved for {len(names_and_shapes)})")
+    chosen = {}
+    for name, shape in names_and_shapes.items():
+        value = np.asarray(values[name], np.float32)
+        if value.size != int(np.prod(shape)):
+            raise ValueError(f"parameter {name} has {value.size} values, not {np.prod(shape)}")
+        chosen[name] = value.reshape(shape)
+    return chosen

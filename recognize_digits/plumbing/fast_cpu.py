@@ -10,7 +10,7 @@ import os
 import numpy as np
 import paddle
 
-from .errors import one_line
+from ..errors import one_line
 
 
 # The cores this process may run on (Linux: honours taskset and container limits), read

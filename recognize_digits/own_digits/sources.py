@@ -38,14 +38,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .errors import RecognizeDigitsError
+from ..errors import SourceUnavailable
 
 HALVES = {"tune": 0, "report": 1}  # item i is in the half whose number is i % 2
 SIDES = (28, 1200)  # the pictures' sides, in pixels
-
-
-class SourceUnavailable(RecognizeDigitsError, RuntimeError):
-    """A source needs something that is not installed."""
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,44 +15,50 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import MNIST, load_mnist, pixels
-from .errors import ConfigError, ModelError
-from .infer import InferenceModel, evaluate, load_labelled_images, saved_parameters
-from .models import MODELS
-from .storage import write_json
-from .train import train
+from ..data import MNIST, load_mnist, pixels
+from ..errors import ConfigError, ModelError
+from ..infer import InferenceModel, evaluate
+from ..models import MODELS
+from ..plumbing.model_files import saved_parameters
+from ..plumbing.storage import write_json
+from ..settings import Settings
+from ..training import train
+from .folders import load_labelled_images
 
-# Chosen on the tune halves of the non-MNIST sources (benchmarks/finetune.py --half tune)
-EPOCHS = 8
-LEARNING_RATE = 0.0001
+# The training settings fine-tuning changes (see settings.Settings), chosen on the tune
+# halves of the non-MNIST sources (benchmarks/finetune.py --half tune)
+FINETUNE = {"epochs": 8, "learning_rate": 0.0001, "seed": 0}
 REPEAT = 8  # each of the user's digits is seen this often a pass, beside as many MNIST digits
 MIX = 1.0  # MNIST training digits a pass, for each view of one of the user's
-AUGMENT = False  # moved and re-stroked copies of the user's digits (see augment)
 HELD_OUT = 0.25  # of each digit's images, to choose the best pass and to report
 MIN_DIGITS = 10
 
 
-def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_RATE,
-             repeat=REPEAT, held_out=HELD_OUT, seed=0, data=None, data_dir=None,
-             sample=False, graph=None, device="auto", overwrite=False, event_handler=None,
-             log=print, onednn=None, threads=None, mix=MIX, augment=AUGMENT):
+def finetune(model_dir, images, save_dir, *, repeat=REPEAT, held_out=HELD_OUT, mix=MIX,
+             data=None, data_dir=None, sample=False, overwrite=False, event_handler=None,
+             log=print, **settings):
     """Train the model saved in ``model_dir`` further on the labelled digits in the folder
     ``images`` (sub-folders 0-9, or the digit first in each file name, as for
     ``evaluate --images``), and save the result in ``save_dir`` like any trained model.
 
-    Each pass sees every training digit of the user's ``repeat`` times and ``mix`` times
-    as many MNIST training digits (``data``, or found by ``data_dir``/``sample``);
-    ``augment=True`` moves and re-strokes them too (see :mod:`.augment`). ``held_out`` of
-    each digit's images are kept out to choose the best pass. ``save_dir`` may be
-    ``model_dir`` only with ``overwrite=True``. Returns the metrics written to
-    ``save_dir/metrics.json``, whose ``finetune`` part records the base model, the
-    folder, the counts and the accuracy before and after, on the held-out digits and on
-    the MNIST test set.
+    ``settings`` are training settings (see :class:`~recognize_digits.settings.Settings`):
+    :data:`FINETUNE`'s by default, and the base model's network and graph. Each pass sees
+    every training digit of the user's ``repeat`` times and ``mix`` times as many MNIST
+    training digits (``data``, or found by ``data_dir``/``sample``); ``augment=True`` moves
+    and re-strokes them too (see :mod:`.augment`). ``held_out`` of each digit's images are
+    kept out to choose the best pass. ``save_dir`` may be ``model_dir`` only with
+    ``overwrite=True``. Returns the metrics written to ``save_dir/metrics.json``, whose
+    ``finetune`` part records the base model, the folder, the counts and the accuracy
+    before and after, on the held-out digits and on the MNIST test set.
     """
     model_dir, save_dir = Path(model_dir), Path(save_dir)
     base = _base_metrics(model_dir)
+    settings = {**FINETUNE, "graph": base.get("graph", "static"),
+                **Settings.given(**settings), "model": base["model"]}
+    Settings(**settings).check()  # before any work
     _check_save_dir(model_dir, save_dir, overwrite)
-    before = InferenceModel(model_dir, device=device, threads=threads, onednn=onednn)
+    before = InferenceModel(model_dir, device=settings.get("device", "auto"),
+                            threads=settings.get("threads"), onednn=settings.get("onednn"))
     _, labels, inputs, skipped = load_labelled_images(images)
     for path, reason in skipped:
         log(f"skipped {path}: {reason}")
@@ -62,10 +68,10 @@ def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_
     if len(labels) < MIN_DIGITS:
         raise ConfigError(f"{images}: {len(labels)} digits are too few to learn from; give at "
                           f"least {MIN_DIGITS}, better a few of each digit")
-    train_at, held_at = split(labels, held_out, seed)
+    train_at, held_at = split(labels, held_out, settings["seed"])
     mnist = data or load_mnist(data_dir, sample)
     log(f"Mixing in MNIST training digits from {mnist.source}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(settings["seed"])
     count = round(mix * repeat * len(train_at))
     mixed = rng.choice(len(mnist.train_images), count, replace=count > len(mnist.train_images))
     digits = pixels(inputs)
@@ -78,11 +84,8 @@ def finetune(model_dir, images, save_dir, epochs=EPOCHS, learning_rate=LEARNING_
         f"{mnist.source}, mixed with {len(train_at)} of your digits from {images}")
     was = {"held_out_accuracy": _accuracy(before, inputs[held_at], labels[held_at]),
            "mnist_test_accuracy": evaluate(before, mnist.test_images, mnist.test_labels)[1]}
-    metrics = train(base["model"], epochs, 64, learning_rate, device, data=pool,
-                    save_dir=save_dir, seed=seed, validation=len(held_at),
-                    event_handler=event_handler, log=log, onednn=onednn, threads=threads,
-                    graph=graph or base.get("graph", "static"), augment=augment,
-                    init=saved_parameters(model_dir))
+    metrics = train(**settings, validation=len(held_at), data=pool, save_dir=save_dir,
+                    init=saved_parameters(model_dir), event_handler=event_handler, log=log)
     best = metrics["passes"][metrics["best_pass"]]
     metrics["finetune"] = {
         "base_model": str(model_dir), "images": str(images), "digits": len(labels),
