@@ -26,7 +26,7 @@ from PIL import Image
 
 from recognize_digits import InferenceModel, load_image, load_mnist
 from recognize_digits.own_digits import sources
-from recognize_digits.own_digits.finetune import EPOCHS, LEARNING_RATE, REPEAT, finetune
+from recognize_digits.own_digits.finetune import FINETUNE, REPEAT, finetune
 from recognize_digits.infer import evaluate
 
 POOL = 300  # the tune-half digits fine-tuning chooses from
@@ -65,8 +65,8 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 100, 300])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--count", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--lr", type=float, default=LEARNING_RATE)
+    parser.add_argument("--epochs", type=int, default=FINETUNE["epochs"])
+    parser.add_argument("--lr", type=float, default=FINETUNE["learning_rate"])
     parser.add_argument("--repeat", type=int, default=REPEAT)
     parser.add_argument("--json")
     args = parser.parse_args()

@@ -1,6 +1,7 @@
 """What the package declares about itself holds."""
 
 import ast
+import json
 import re
 
 import paddle
@@ -48,40 +49,151 @@ def test_the_chinese_readme_has_every_section_and_command_of_the_english_one():
     assert english_figures <= chinese_figures
 
 
-def package_imports(path):
-    """The package's modules that ``path`` imports, at any level (in functions too)."""
-    modules = {p.stem for p in path.parent.glob("*.py")}
+EXTRAS = ("engines", "own_digits", "deploy", "figures")  # subpackages, loaded when used
+MODULES = {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+           for path in (ROOT / PACKAGE).rglob("*.py")}
+
+
+def package_imports(path, anywhere=False):
+    """The package's modules that the module at ``path`` imports: at its top level (as it
+    loads), or ``anywhere`` (in functions too). ``from .x import y`` counts as importing
+    ``.x.y`` when that is a module, else ``.x``."""
+    module = ".".join(path.relative_to(path.parents[len(path.relative_to(ROOT).parts) - 1])
+                      .with_suffix("").parts).removesuffix(".__init__")
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = ast.walk(tree) if anywhere else loaded_with(tree)
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.level:  # from .x import y / from . import x
-            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
-            parts = node.module.split(".")
-            found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            base = base[:len(base) - node.level + 1] if node.level else []
+            source = ".".join(base + ([node.module] if node.module else []))
+            for alias in node.names:
+                found.add(f"{source}.{alias.name}" if f"{source}.{alias.name}" in MODULES
+                          else source)
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith(PACKAGE + ".")}
-    return found & modules - {path.stem}
+            found |= {alias.name for alias in node.names}
+    return {name for name in found if name in MODULES} - {module}
 
 
-def test_the_readme_lists_every_module_and_each_imports_only_those_above_it():
-    for readme, heading in (("README.md", "The code's layout"), ("README.cn.md", "代码结构")):
-        text = (ROOT / readme).read_text(encoding="utf-8")
-        section = text.split(f"\n## {heading}\n")[1].split("\n## ")[0]
-        listed = re.findall(r"^- `(\w+)\.py`", section, re.M)
-        files = sorted(p.stem for p in (ROOT / PACKAGE).glob("*.py"))
-        assert sorted(listed) == files and len(listed) == len(set(listed)), readme
-        for i, module in enumerate(listed):
-            above = set(listed[:i])
-            imported = package_imports(ROOT / PACKAGE / f"{module}.py")
-            assert imported <= above, f"{module} imports {sorted(imported - above)}, listed after it"
+def loaded_with(node):
+    """The statements that run when a module loads: all but the bodies of its functions."""
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            yield child
+            yield from loaded_with(child)
 
 
-def test_package_imports_sees_every_form_of_import(tmp_path):
-    (tmp_path / "a.py").write_text("from . import b\nfrom recognize_digits.c import x\n"
-                                   "def f():\n    from .d import y\n    import recognize_digits.e\n")
-    for name in "bcdef":
-        (tmp_path / f"{name}.py").write_text("")
-    assert package_imports(tmp_path / "a.py") == set("bcde")
+def kind(module):
+    """"core" (the chapter and the package itself), "plumbing", an extra, or "cli"."""
+    parts = module.split(".")
+    if len(parts) > 2:
+        return parts[1]
+    return "cli" if parts[-1] in ("cli", "__main__") else "core"
+
+
+def test_the_chapter_and_its_plumbing_import_no_extra():
+    for module, path in MODULES.items():
+        if kind(module) in ("core", "plumbing"):
+            extras = {m for m in package_imports(path) if kind(m) in EXTRAS}
+            assert not extras, f"{module} imports {sorted(extras)} as it loads"
+
+
+def test_no_import_cycle():
+    graph = {module: package_imports(path) for module, path in MODULES.items()}
+    done, path = set(), []
+
+    def visit(module):
+        assert module not in path, " -> ".join(path[path.index(module):] + [module])
+        if module not in done:
+            path.append(module)
+            for imported in graph[module]:
+                visit(imported)
+            path.pop()
+            done.add(module)
+    for module in graph:
+        visit(module)
+
+
+def test_package_imports_sees_every_form_of_import():
+    imports = package_imports(ROOT / PACKAGE / "training.py")
+    assert {"recognize_digits.data", "recognize_digits.plumbing.storage",
+            "recognize_digits.events"} <= imports
+    assert "recognize_digits.engines.dynamic" not in imports  # loaded in a function
+    assert "recognize_digits.engines.dynamic" in package_imports(ROOT / PACKAGE / "training.py",
+                                                                 anywhere=True)
+    assert package_imports(ROOT / PACKAGE / "__init__.py") >= {"recognize_digits.training"}
+
+
+CHAPTER_RUN = """
+import json, sys
+from recognize_digits import InferenceModel, load_image, load_mnist, train
+train("cnn", epochs=1, data=load_mnist(sample=True), save_dir=sys.argv[1], seed=0,
+      log=lambda *a: None)
+InferenceModel(sys.argv[1]).predict(load_image(sys.argv[2]))
+print(json.dumps(sorted(name for name in sys.modules if name.startswith("recognize_digits"))))
+"""
+
+
+def test_the_chapter_s_path_loads_the_lesson_and_its_plumbing_alone(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import INFER_3
+
+    proc = subprocess.run([sys.executable, "-c", CHAPTER_RUN, str(tmp_path / "m"), str(INFER_3)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not [m for m in loaded if kind(m) in EXTRAS], loaded
+    lines = sum(len(MODULES[m].read_text(encoding="utf-8").splitlines()) for m in loaded)
+    assert lines <= 2200, f"{lines} lines in {len(loaded)} modules"
+
+
+def test_no_package_attribute_hides_a_submodule():
+    import importlib
+
+    modules = [m for m in MODULES if not m.endswith("__main__")]  # that one runs the CLI
+    for module in modules:
+        importlib.import_module(module)
+    for module in modules:
+        package, _, name = module.rpartition(".")
+        if package:
+            attribute = getattr(importlib.import_module(package), name, None)
+            assert attribute is importlib.import_module(module), f"{package}.{name}"
+
+
+def resolve(base, dotted):
+    """The object ``dotted`` names inside the module ``base`` (submodules imported)."""
+    import importlib
+
+    found = importlib.import_module(base)
+    for i, part in enumerate(dotted.split(".")):
+        if not hasattr(found, part):
+            found = importlib.import_module(".".join([base, *dotted.split(".")[:i + 1]]))
+        else:
+            found = getattr(found, part)
+    return found
+
+
+def test_every_name_the_readme_s_api_list_documents_is_where_it_says():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## The Python API\n")[1].split("\n## ")[0]
+    checked = 0
+    for module, text in re.findall(r"^- `(recognize_digits(?:\.\w+)*)`:(.*?)(?=^- |\Z)",
+                                   section, re.M | re.S):
+        for name in re.findall(r"`([A-Za-z_][\w.]*)(?:\([^`]*\))?`", text):
+            if name.startswith(PACKAGE + "."):
+                resolve(PACKAGE, name.removeprefix(PACKAGE + "."))
+            else:
+                resolve(module, name)
+            checked += 1
+    assert checked >= 40
+
+
+def test_the_training_loop_stays_short():
+    lines = len((ROOT / PACKAGE / "training.py").read_text(encoding="utf-8").splitlines())
+    assert lines <= 260
 
 
 def setup_arguments():
