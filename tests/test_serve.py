@@ -166,8 +166,8 @@ def test_slow_uploads_do_not_hold_up_others(server):
     slow = []
     for length in (1000, MAX_BODY + 1):  # one still being read, one being drained after a 413
         sock = socket.create_connection(server)
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                     b"Content-Length: %d\r\n\r\nabc" % length)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost:%d\r\nContent-Type: image/png"
+                     b"\r\nContent-Length: %d\r\n\r\nabc" % (server[1], length))
         slow.append(sock)
     try:
         time.sleep(0.2)
@@ -338,3 +338,75 @@ def test_without_a_folder_nothing_is_kept(server):
     status, _, data = request(server, "POST", "/correct?digit=3", drawing(), "image/png")
     assert status == 404 and "--corrections" in json.loads(data)["error"]
     assert json.loads(data)["code"] == "no_corrections"
+
+
+def ask_as(address, method, path, hosts, body=b""):
+    """``method path`` with exactly these Host headers; (status, answer)."""
+    conn = http.client.HTTPConnection(*address, timeout=30)
+    conn.putrequest(method, path, skip_host=True)
+    for host in hosts:
+        conn.putheader("Host", host)
+    if method == "POST":
+        conn.putheader("Content-Type", "image/png")
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/?lang=zh"), ("GET", "/x"),
+                                          ("POST", "/predict"), ("POST", "/correct?digit=5"),
+                                          ("PUT", "/")])
+def test_a_host_that_names_another_server_is_refused_on_every_path(correcting, method, path):
+    # a page of attacker.example, its name pointed at 127.0.0.1 (DNS rebinding), is in the
+    # browser's eyes on its own site: only the Host header it sends gives it away
+    address, folder = correcting
+    port = address[1]
+    for hosts in ([f"attacker.example:{port}"], ["attacker.example"], [f"127.0.0.1:{port + 1}"],
+                  [f"localhost.attacker.example:{port}"], [f"127.0.0.1:{port}@attacker.example"],
+                  [], [f"127.0.0.1:{port}", f"attacker.example:{port}"]):
+        status, data = ask_as(address, method, path, hosts, drawing())
+        assert status == 403 and json.loads(data)["code"] == "bad_host", hosts
+    assert "attacker.example" in json.loads(ask_as(address, "GET", "/", ["attacker.example"])[1])[
+        "error"]
+    assert not folder.exists()
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}"):
+        assert ask_as(address, "POST", "/correct?digit=5", [host], drawing())[0] == 200
+    assert len(list(folder.glob("5/*.png"))) == 3
+
+
+def test_listening_on_every_address_any_ip_address_names_it():
+    from http.server import BaseHTTPRequestHandler
+
+    from recognize_digits.deploy.serve import Server
+
+    server = Server(("0.0.0.0", 0), BaseHTTPRequestHandler)
+    port = server.server_address[1]
+    try:
+        for host in (f"192.168.1.5:{port}", f"[::1]:{port}", f"localhost:{port}"):
+            assert server.names_this(host), host
+        for host in (f"attacker.example:{port}", f"0x7f.1:{port}", "192.168.1.5"):
+            assert not server.names_this(host), host
+    finally:
+        server.server_close()
+
+
+def test_other_sites_pages_cannot_post_drawings(correcting):
+    # what a page elsewhere can send without asking first (a form, a "simple" fetch) is
+    # no image; an image body is asked about first (OPTIONS), and no answer allows it
+    address, folder = correcting
+    cross = {"Origin": "http://attacker.example"}
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        status, _, data = request(address, "POST", "/correct?digit=5", drawing(), kind, cross)
+        assert status == 415 and json.loads(data)["code"] == "unsupported_type"
+    conn = http.client.HTTPConnection(*address, timeout=30)
+    conn.request("OPTIONS", "/correct?digit=5", headers={
+        **cross, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status == 405 and response.getheader("Access-Control-Allow-Origin") is None
+    assert not folder.exists()

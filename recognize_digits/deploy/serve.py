@@ -11,21 +11,30 @@ corrections folder, for ``recognize-digits finetune --images`` (at most
 cores (the others wait their turn, up to :data:`BUSY_SECONDS`), so that memory stays
 bounded under any load.
 
+The server answers only requests whose Host header names it (the address it listens on,
+``localhost`` or ``127.0.0.1``, and its port; any IP address when it listens on all of
+them): a page of another site whose name it has pointed at 127.0.0.1 (DNS rebinding) is
+refused. Other sites' pages cannot post to it directly either: what a browser sends
+unasked is no image, and for an image body it asks first (OPTIONS), which nothing allows.
+
 Whatever went wrong, the answer is a 4xx or 5xx status and ``{"error": "...", "code":
 "..."}``: ``error`` says it in English for people, ``code`` names it in a word that stays
 the same when the wording changes, for the page to say it in its own language:
 
-``not_found`` (no such page or endpoint), ``method_not_allowed``, ``bad_request`` (a
-request the standard library cannot parse), ``timeout`` (not whole in time), ``bad_length``
-(no single valid Content-Length), ``too_large`` (the body), ``unsupported_type`` (the
-Content-Type), ``bad_json``, ``bad_pixels`` (JSON pixels not rows of numbers, or too many),
-``not_an_image``, ``image_too_large``, ``image_too_small``, ``image_too_narrow``,
-``blank_image`` (no digit found), ``busy`` (503), ``bad_digit`` (``/correct``'s digit),
-``no_corrections`` (the server keeps none) and ``too_many_corrections`` (507).
+``bad_host`` (403: the Host names another server), ``not_found`` (no such page or
+endpoint), ``method_not_allowed``, ``bad_request`` (a request the standard library cannot
+parse), ``timeout`` (not whole in time), ``bad_length`` (no single valid Content-Length),
+``too_large`` (the body), ``unsupported_type`` (the Content-Type), ``bad_json``,
+``bad_pixels`` (JSON pixels not rows of numbers, or too many), ``not_an_image``,
+``image_too_large``, ``image_too_small``, ``image_too_narrow``, ``blank_image`` (no digit
+found), ``busy`` (503), ``bad_digit`` (``/correct``'s digit), ``no_corrections`` (the
+server keeps none) and ``too_many_corrections`` (507).
 """
 
 import io
+import ipaddress
 import json
+import re
 import socket
 import threading
 import time
@@ -56,6 +65,7 @@ DRAIN_IDLE = 1  # seconds without data: the client is not sending a body
 REQUEST_SECONDS = 10  # to send the whole request, headers and body: slow clients are cut off
 BUSY_SECONDS = 10  # to wait for a turn at preprocessing before 503
 ALLOWED = "GET, POST"
+LOCAL_NAMES = ("localhost", "127.0.0.1")  # what a browser on this machine calls it
 MAX_CORRECTIONS = 1000  # drawings kept in the corrections folder, at most MAX_BODY each
 
 
@@ -138,6 +148,12 @@ class Recogniser:
         return x
 
 
+def _shown(value, most=40):
+    """A header's value as a message quotes it: at most ``most`` characters of it."""
+    return repr(value if len(value) <= most else f"{value[:most]}...") + (
+        f" ({len(value):,} characters)" if len(value) > most else "")
+
+
 def _pixels_png(body):
     """JSON ``{"pixels": rows of grey values}`` as a PNG in memory."""
     try:
@@ -185,6 +201,26 @@ def make_handler(recognise):
                 super().finish()
             except OSError:  # the client is gone, or was cut off
                 pass
+
+        def parse_request(self):
+            """The standard library's parsing, then the Host header checked: answered only
+            if it names this server. A page of any site can reach 127.0.0.1 by pointing its
+            own name there (DNS rebinding), but its requests still carry that name."""
+            if not super().parse_request():
+                return False
+            hosts = self.headers.get_all("Host", [])
+            if len(hosts) == 1 and self.server.names_this(hosts[0]):
+                return True
+            given = (f"Host {_shown(hosts[0])}" if len(hosts) == 1
+                     else f"{len(hosts)} Host headers" if hosts else "no Host header")
+            try:
+                length = self._content_length()
+            except BadRequest:  # no body declared (a GET), or one framed badly
+                length = DRAIN_BYTES if self.command == "POST" else 0
+            self._refuse(HTTPStatus.FORBIDDEN, "bad_host", f"{given}: this server answers only "
+                         f"to {self.server.names_text()}, so that no other site's page can "
+                         f"reach it", length)
+            return False
 
         def do_GET(self):
             self.deadline.cancel()
@@ -293,6 +329,34 @@ def make_handler(recognise):
 
 class Server(ThreadingHTTPServer):
     request_queue_size = 128  # connections waiting to be accepted (the default is 5)
+
+    def __init__(self, address, handler):
+        super().__init__(address, handler)
+        bound = self.server_address[0]
+        # listening on every address, it is reached by any of the machine's: an IP address
+        # is no name another site can point here
+        self.any_address = ipaddress.ip_address(bound).is_unspecified
+        self.names = {*LOCAL_NAMES, *(() if self.any_address else (address[0].lower(), bound))}
+
+    def names_this(self, host):
+        """Whether ``host`` (a Host header: name, and port unless it is 80) is this server."""
+        match = re.fullmatch(r"(\[[0-9a-f:.]+\]|[^\s:\[\]]+)(?::([0-9]{1,5}))?",
+                             host.strip().lower())
+        if not match or int(match.group(2) or 80) != self.server_address[1]:
+            return False
+        name = match.group(1).strip("[]")
+        if name in self.names:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return self.any_address
+
+    def names_text(self):
+        port = self.server_address[1]
+        return " or ".join([*(f"{name}:{port}" for name in sorted(self.names))]
+                           + (["any of this machine's IP addresses"] if self.any_address else []))
 
     def handle_error(self, request, client_address):
         """Quiet about clients that went away or were cut off; anything else as usual."""
