@@ -251,7 +251,7 @@ def test_at_most_one_image_per_core_is_preprocessed_at_once(server, monkeypatch)
     from recognize_digits.deploy import serve
     from recognize_digits.plumbing.fast_cpu import available_cores
 
-    real, running, most = serve.load_image, [0], [0]
+    real, running, most = serve.open_image, [0], [0]
     lock = threading.Lock()
 
     def slow(source):  # preprocessing a large photo takes a while and a lot of memory
@@ -263,7 +263,7 @@ def test_at_most_one_image_per_core_is_preprocessed_at_once(server, monkeypatch)
             running[0] -= 1
         return real(source)
 
-    monkeypatch.setattr(serve, "load_image", slow)
+    monkeypatch.setattr(serve, "open_image", slow)
     statuses = []
     threads = [threading.Thread(target=lambda: statuses.append(
         request(server, "POST", "/predict", drawing(), "image/png")[0])) for _ in range(8)]
@@ -332,6 +332,81 @@ def test_corrections_stop_at_their_limit(correcting, monkeypatch):
     assert [status for status, _, _ in answers] == [200, 200, 507]
     assert json.loads(answers[-1][2])["code"] == "too_many_corrections"
     assert len(list(folder.glob("[0-9]/*.png"))) == 2
+
+
+def encoded(image, kind, **options):
+    data = io.BytesIO()
+    image.save(data, kind, **options)
+    return data.getvalue()
+
+
+def kept_pair(folder, digit):
+    """The one drawing kept as ``digit``, and the 28x28 the model saw, as images."""
+    (drawing,) = folder.glob(f"{digit}/*.png")
+    return Image.open(drawing), Image.open(folder / "seen" / drawing.name)
+
+
+def test_a_rotated_photo_is_kept_upright_as_it_was_read(correcting):
+    from recognize_digits.infer import load_image
+
+    # a phone's photo: its pixels sideways, its EXIF saying "turn me 90 degrees clockwise"
+    address, folder = correcting
+    upright = Image.open(io.BytesIO(drawing(dark_on_light=True))).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; the picture is shown turned back
+    photo = encoded(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif)
+    status, _, body = request(address, "POST", "/correct?digit=3", photo, "image/jpeg")
+    assert status == 200, body
+    drawing_kept, seen = kept_pair(folder, 3)
+    # what fine-tuning reads from the folder is what the server recognised
+    assert np.array_equal(pixels_of(load_image(drawing_kept.filename)), np.asarray(seen))
+
+
+def pixels_of(x):
+    from recognize_digits.data import pixels
+
+    return pixels(x)[0]
+
+
+@pytest.mark.parametrize("mode, kind", [("CMYK", "JPEG"), ("F", "TIFF"), ("I", "TIFF"),
+                                        ("LAB", "TIFF"), ("RGBA", "PNG"), ("P", "GIF")])
+def test_an_image_predict_takes_is_kept_whatever_its_mode(correcting, mode, kind):
+    address, folder = correcting
+    image = Image.open(io.BytesIO(drawing())).convert("RGB" if mode == "LAB" else "L")
+    body = encoded(image.convert(mode), kind)
+    assert request(address, "POST", "/predict", body, "image/" + kind.lower())[0] == 200
+    status, _, data = request(address, "POST", "/correct?digit=3", body,
+                              "image/" + kind.lower())
+    assert status == 200, data
+    drawing_kept, seen = kept_pair(folder, 3)
+    assert drawing_kept.mode == "L" and seen.size == (28, 28)
+
+
+def test_a_large_photo_is_kept_small_and_predictions_go_on_meanwhile(correcting, monkeypatch):
+    from recognize_digits.deploy import serve
+
+    address, folder = correcting
+    big = Image.open(io.BytesIO(drawing(dark_on_light=True))).resize((3000, 2000))
+    real, saving = serve.replace_file, threading.Event()
+
+    def slow(path, write):  # a slow disk: keeping the drawing takes a second
+        saving.set()
+        time.sleep(1)
+        return real(path, write)
+
+    monkeypatch.setattr(serve, "replace_file", slow)
+    kept = []
+    keeper = threading.Thread(target=lambda: kept.append(request(
+        address, "POST", "/correct?digit=3", encoded(big, "PNG"), "image/png")))
+    keeper.start()
+    assert saving.wait(30)
+    start = time.monotonic()
+    assert request(address, "POST", "/predict", drawing(), "image/png")[0] == 200
+    assert time.monotonic() - start < 0.7  # not held up by the drawing being saved
+    keeper.join(30)
+    assert kept[0][0] == 200
+    drawing_kept, _ = kept_pair(folder, 3)
+    assert max(drawing_kept.size) == serve.KEPT_SIDE and drawing_kept.mode == "L"
 
 
 def test_without_a_folder_nothing_is_kept(server):

@@ -6,7 +6,8 @@ takes a PNG (or any image) or JSON ``{"pixels": [[0-255, ...], ...]}`` of grey v
 answers ``{"digit", "probabilities", "input"}``, ``input`` being the 28x28 image the model
 saw; and ``POST /correct?digit=D`` with the drawing, which keeps it as a ``D`` in the
 corrections folder, for ``recognize-digits finetune --images`` (at most
-:data:`MAX_CORRECTIONS` drawings). A request must arrive whole within
+:data:`MAX_CORRECTIONS` drawings, each kept as the model read it: upright, grey, at most
+:data:`KEPT_SIDE` pixels a side). A request must arrive whole within
 :data:`REQUEST_SECONDS`, and at most as many images are preprocessed at once as there are
 cores (the others wait their turn, up to :data:`BUSY_SECONDS`), so that memory stays
 bounded under any load.
@@ -50,9 +51,10 @@ from PIL import Image
 
 from ..data import pixels
 from ..errors import RecognizeDigitsError
-from ..infer import load_image
+from ..infer import open_image, to_grey, to_input
 from ..plumbing.fast_cpu import available_cores
 from ..plumbing.storage import replace_file
+from ..preprocess import WORK_SIDE
 from .export import open_model
 
 MAX_BODY = 2 * 1024 * 1024  # bytes: a drawing is a few KB, a photo well under this
@@ -66,7 +68,11 @@ REQUEST_SECONDS = 10  # to send the whole request, headers and body: slow client
 BUSY_SECONDS = 10  # to wait for a turn at preprocessing before 503
 ALLOWED = "GET, POST"
 LOCAL_NAMES = ("localhost", "127.0.0.1")  # what a browser on this machine calls it
-MAX_CORRECTIONS = 1000  # drawings kept in the corrections folder, at most MAX_BODY each
+MAX_CORRECTIONS = 1000  # drawings kept in the corrections folder
+# A kept drawing's longest side, at most: as much as a photo is decoded at (infer.open_image),
+# four times what preprocessing works on, so that a thin pen line survives. A grey PNG
+# this large is at most about 1 MB, so the folder stays under about 1 GB.
+KEPT_SIDE = 4 * WORK_SIDE
 
 
 class BadRequest(Exception):
@@ -82,14 +88,15 @@ class Recogniser:
     once, shared by all requests (one prediction at a time)."""
 
     def __init__(self, model_dir, corrections=None):
-        self.model = open_model(model_dir)
-        self.lock = threading.Lock()
         self.corrections = None if corrections is None else Path(corrections)
+        self.model = open_model(model_dir)
+        self.lock = threading.Lock()  # the model's: one prediction at a time
+        self.keeping = threading.Lock()  # one writer of corrections: counts and names stay right
         # preprocessing a large photo takes memory: only so many at once
         self.turns = threading.BoundedSemaphore(available_cores())
 
     def __call__(self, body, content_type):
-        x = self._read(body, content_type)
+        x, _ = self._read(body, content_type)
         with self.lock:
             digits, probs = self.model.predict(x)
         seen = pixels(x)[0].tolist()
@@ -98,7 +105,12 @@ class Recogniser:
     def correct(self, body, content_type, digit):
         """Keep the drawing ``body`` as a ``digit`` in the corrections folder: the drawing in
         ``DIGIT/`` (the folder format of ``evaluate --images``) and the 28x28 image the
-        model saw in ``seen/`` (named by time alone, so it is not read as a digit again)."""
+        model saw in ``seen/`` (named by time alone, so it is not read as a digit again).
+
+        The drawing is kept as the model read it, the grey image its preprocessing started
+        from (upright as EXIF says, transparency on white, colour by contrast, any mode
+        made 8-bit), reduced to at most :data:`KEPT_SIDE` a side: fine-tuning reads it
+        again as what was recognised, and no upload keeps more than about 1 MB."""
         if self.corrections is None:
             raise BadRequest(HTTPStatus.NOT_FOUND, "no_corrections", "this server keeps no "
                              "corrections; start it with --corrections DIR")
@@ -108,8 +120,9 @@ class Recogniser:
         if not content_type.startswith("image/"):
             raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_type",
                              "send the drawing to keep as an image (image/png, ...)")
-        x = self._read(body, content_type)
-        with self.lock:  # one writer: the count and the names stay right
+        x, drawing = self._read(body, content_type, keep=True)
+        seen = Image.fromarray(pixels(x)[0])
+        with self.keeping:  # not the model's lock: predictions go on while this is saved
             kept = sum(1 for _ in self.corrections.glob("[0-9]/*.png"))
             if kept >= MAX_CORRECTIONS:
                 raise BadRequest(HTTPStatus.INSUFFICIENT_STORAGE, "too_many_corrections",
@@ -119,13 +132,14 @@ class Recogniser:
             name = f"{datetime.now():%Y%m%d-%H%M%S}-{kept + 1:04d}.png"
             for folder in (digit, "seen"):
                 (self.corrections / folder).mkdir(parents=True, exist_ok=True)
-            drawing, seen = Image.open(io.BytesIO(body)), Image.fromarray(pixels(x)[0])
             replace_file(self.corrections / digit / name, lambda tmp: drawing.save(tmp, "PNG"))
             replace_file(self.corrections / "seen" / name, lambda tmp: seen.save(tmp, "PNG"))
         return {"saved": str(self.corrections / digit / name), "count": kept + 1}
 
-    def _read(self, body, content_type):
-        """The drawing as the model's input; BadRequest for what is no image of a digit."""
+    def _read(self, body, content_type, keep=False):
+        """The drawing as the model's input and, to ``keep`` it, the grey image that input
+        was made from, at most KEPT_SIDE a side (else None); BadRequest for what is no
+        image of a digit."""
         if content_type.startswith("image/"):
             source = io.BytesIO(body)
             source.name = "the uploaded image"  # what error messages call it
@@ -138,14 +152,17 @@ class Recogniser:
         if not self.turns.acquire(timeout=BUSY_SECONDS):
             raise BadRequest(HTTPStatus.SERVICE_UNAVAILABLE, "busy", f"busy for more than "
                              f"{BUSY_SECONDS} s with other images; try again")
-        try:
-            x = load_image(source)
+        try:  # infer.load_image's steps, the grey image kept between them
+            grey = to_grey(open_image(source))
+            x = to_input(grey, name=source.name)
+            if keep:
+                grey.thumbnail((KEPT_SIDE, KEPT_SIDE))  # in this turn: memory stays bounded
         except RecognizeDigitsError as e:
             raise BadRequest(HTTPStatus.BAD_REQUEST, getattr(e, "code", "bad_image"),
                              str(e)) from None
         finally:
             self.turns.release()
-        return x
+        return x, grey if keep else None
 
 
 def _shown(value, most=40):
