@@ -1,3 +1,4 @@
+import errno
 import http.client
 import io
 import json
@@ -407,6 +408,41 @@ def test_a_large_photo_is_kept_small_and_predictions_go_on_meanwhile(correcting,
     assert kept[0][0] == 200
     drawing_kept, _ = kept_pair(folder, 3)
     assert max(drawing_kept.size) == serve.KEPT_SIDE and drawing_kept.mode == "L"
+
+
+def test_a_folder_that_cannot_be_written_is_a_5xx_and_nothing_is_half_kept(correcting,
+                                                                          monkeypatch, capsys):
+    from recognize_digits.deploy import serve
+
+    address, folder = correcting
+    (folder / "seen").mkdir(parents=True)
+    (folder / "3").write_text("a file where the folder of 3s goes")
+    status, kind, data = request(address, "POST", "/correct?digit=3", drawing(), "image/png")
+    assert status == 500 and kind == "application/json"
+    answer = json.loads(data)
+    assert answer["code"] == "cannot_store" and str(folder / "3") in answer["error"]
+    assert not list(folder.rglob("*.png"))  # the 28x28 went with its drawing
+    assert "cannot keep the drawing" in capsys.readouterr().err  # the server's runner is told
+    real = serve.replace_file
+
+    def full(path, write):
+        if path.parent.name == "4":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, write)
+
+    monkeypatch.setattr(serve, "replace_file", full)
+    status, _, data = request(address, "POST", "/correct?digit=4", drawing(), "image/png")
+    assert status == 507 and json.loads(data)["code"] == "storage_full"
+    assert "free some space" in json.loads(data)["error"]
+    assert not list(folder.rglob("*.png")) and not list(folder.rglob(".*"))
+
+
+def test_a_corrections_folder_that_is_a_file_is_refused_at_the_start(trained_cnn, tmp_path):
+    from recognize_digits.errors import ConfigError
+
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(ConfigError, match="notes: is a file, not a folder"):
+        make_server(trained_cnn[0], port=0, corrections=tmp_path / "notes")
 
 
 def test_without_a_folder_nothing_is_kept(server):

@@ -29,14 +29,17 @@ parse), ``timeout`` (not whole in time), ``bad_length`` (no single valid Content
 ``bad_pixels`` (JSON pixels not rows of numbers, or too many), ``not_an_image``,
 ``image_too_large``, ``image_too_small``, ``image_too_narrow``, ``blank_image`` (no digit
 found), ``busy`` (503), ``bad_digit`` (``/correct``'s digit), ``no_corrections`` (the
-server keeps none) and ``too_many_corrections`` (507).
+server keeps none), ``too_many_corrections`` (507), ``storage_full`` (507: the disk) and
+``cannot_store`` (500: the folder cannot be written; logged on the server's stderr too).
 """
 
+import errno
 import io
 import ipaddress
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from datetime import datetime
@@ -50,7 +53,7 @@ import numpy as np
 from PIL import Image
 
 from ..data import pixels
-from ..errors import RecognizeDigitsError
+from ..errors import ConfigError, RecognizeDigitsError
 from ..infer import open_image, to_grey, to_input
 from ..plumbing.fast_cpu import available_cores
 from ..plumbing.storage import replace_file
@@ -89,6 +92,9 @@ class Recogniser:
 
     def __init__(self, model_dir, corrections=None):
         self.corrections = None if corrections is None else Path(corrections)
+        if self.corrections is not None and self.corrections.is_file():
+            raise ConfigError(f"{corrections}: is a file, not a folder; choose another "
+                              f"corrections=...")
         self.model = open_model(model_dir)
         self.lock = threading.Lock()  # the model's: one prediction at a time
         self.keeping = threading.Lock()  # one writer of corrections: counts and names stay right
@@ -130,11 +136,31 @@ class Recogniser:
                                  f"keeps; fine-tune on them, or start the server with another "
                                  f"--corrections")
             name = f"{datetime.now():%Y%m%d-%H%M%S}-{kept + 1:04d}.png"
-            for folder in (digit, "seen"):
-                (self.corrections / folder).mkdir(parents=True, exist_ok=True)
-            replace_file(self.corrections / digit / name, lambda tmp: drawing.save(tmp, "PNG"))
-            replace_file(self.corrections / "seen" / name, lambda tmp: seen.save(tmp, "PNG"))
+            # seen/ first: a drawing without its 28x28 would count, the other way round not
+            self._keep(seen, self.corrections / "seen" / name)
+            try:
+                self._keep(drawing, self.corrections / digit / name)
+            except BadRequest:
+                (self.corrections / "seen" / name).unlink()  # nor one without its drawing
+                raise
         return {"saved": str(self.corrections / digit / name), "count": kept + 1}
+
+    def _keep(self, image, path):
+        """Save ``image`` as the PNG ``path`` (whole, or not at all); a full disk is a 507,
+        any other failure to write a 500, each logged for whoever runs the server."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            replace_file(path, lambda tmp: image.save(tmp, "PNG"))
+        except OSError as e:
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            message = (f"cannot keep the drawing in {self.corrections}: {e.filename or path}: "
+                       f"{e.strerror or e}; " + ("free some space on its disk" if full else
+                                                 "start the server with a --corrections "
+                                                 "folder it can write"))
+            _log(message)
+            raise BadRequest(HTTPStatus.INSUFFICIENT_STORAGE if full else
+                             HTTPStatus.INTERNAL_SERVER_ERROR,
+                             "storage_full" if full else "cannot_store", message) from None
 
     def _read(self, body, content_type, keep=False):
         """The drawing as the model's input and, to ``keep`` it, the grey image that input
@@ -163,6 +189,12 @@ class Recogniser:
         finally:
             self.turns.release()
         return x, grey if keep else None
+
+
+def _log(message):
+    """One line on the server's standard error, for a fault the server's runner must fix:
+    the client is told too, but it is not theirs to fix."""
+    print(f"recognize-digits serve: error: {message}", file=sys.stderr, flush=True)
 
 
 def _shown(value, most=40):
@@ -377,8 +409,6 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         """Quiet about clients that went away or were cut off; anything else as usual."""
-        import sys
-
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
 
