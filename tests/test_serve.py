@@ -83,6 +83,10 @@ def black_png(width, height):
     ("POST", "/predict", b"{pixels: [", "application/json", 400, "malformed JSON", "bad_json"),
     ("POST", "/predict", b'{"pixels": [1, 2]}', "application/json", 400, "rows of numbers",
      "bad_pixels"),
+    ("POST", "/predict", b'{"pixels": [[]]}', "application/json", 400, "at least one",
+     "bad_pixels"),
+    ("POST", "/predict", b'{"pixels": []}', "application/json", 400, "rows of numbers",
+     "bad_pixels"),
     ("POST", "/predict", json.dumps({"pixels": [[128] * 50] * 50}).encode(), "application/json",
      400, "blank", "blank_image"),
     pytest.param("POST", "/predict", black_png(5, 5), "image/png", 400, "too small",
@@ -142,12 +146,15 @@ BIG = b"x" * (5 * 1024 * 1024)  # well over MAX_BODY
     ([("Content-Length", "-1")], BIG, 400, "not a size"),
     ([("Content-Length", "abc")], BIG, 400, "not a size"),
     ([("Content-Length", "+5")], b"12345", 400, "not a size"),
+    ([("Content-Length", "9" * 5000)], BIG, 400, "'9999999999999999999999999999999999999999...' "
+     "(5,000 characters) is not a size"),
     ([("Content-Length", "5"), ("Content-Length", str(len(BIG) - 5))], BIG, 400,
      "one Content-Length"),
     ([("Transfer-Encoding", "chunked")], chunked(BIG), 411, "not Transfer-Encoding: chunked"),
     ([("Content-Length", "5"), ("Transfer-Encoding", "chunked")], chunked(BIG), 411,
      "not Transfer-Encoding"),
-], ids=["missing", "negative", "non-numeric", "plus-sign", "two", "chunked", "chunked+length"])
+], ids=["missing", "negative", "non-numeric", "plus-sign", "5000-digits", "two", "chunked",
+        "chunked+length"])
 def test_a_body_without_one_valid_content_length_is_refused(server, headers, body, status,
                                                             message):
     got, kind, data = send(server, [("Content-Type", "image/png"), *headers], body)
@@ -189,6 +196,20 @@ def test_json_that_breaks_the_parser_is_a_400_with_a_json_error(server, body):
     status, kind, data = request(server, "POST", "/predict", body, "application/json")
     assert status == 400 and kind == "application/json"
     assert "malformed JSON" in json.loads(data)["error"] and json.loads(data)["code"] == "bad_json"
+
+
+def test_a_fault_of_the_servers_is_a_500_with_a_code_and_logged(server, monkeypatch, capsys):
+    from recognize_digits.deploy import serve
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(serve, "to_input", broken)
+    status, kind, data = request(server, "POST", "/predict", drawing(), "image/png")
+    assert status == 500 and kind == "application/json"
+    assert json.loads(data)["code"] == "server_error"
+    err = capsys.readouterr().err
+    assert "POST '/predict' failed" in err and "RuntimeError: a bug" in err
 
 
 @pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "BREW"])

@@ -29,8 +29,9 @@ parse), ``timeout`` (not whole in time), ``bad_length`` (no single valid Content
 ``bad_pixels`` (JSON pixels not rows of numbers, or too many), ``not_an_image``,
 ``image_too_large``, ``image_too_small``, ``image_too_narrow``, ``blank_image`` (no digit
 found), ``busy`` (503), ``bad_digit`` (``/correct``'s digit), ``no_corrections`` (the
-server keeps none), ``too_many_corrections`` (507), ``storage_full`` (507: the disk) and
-``cannot_store`` (500: the folder cannot be written; logged on the server's stderr too).
+server keeps none), ``too_many_corrections`` (507), ``storage_full`` (507: the disk),
+``cannot_store`` (500: the folder cannot be written) and ``server_error`` (500: a fault of
+the server's); the last three are logged on the server's stderr too.
 """
 
 import errno
@@ -42,6 +43,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -210,9 +212,10 @@ def _pixels_png(body):
     except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         raise BadRequest(HTTPStatus.BAD_REQUEST, "bad_json",
                          'malformed JSON: expected {"pixels": [[0-255, ...], ...]}') from None
-    if pixels.ndim != 2 or max(pixels.shape) > MAX_PIXELS_SIDE or not np.isfinite(pixels).all():
+    if (pixels.ndim != 2 or not pixels.size or max(pixels.shape) > MAX_PIXELS_SIDE
+            or not np.isfinite(pixels).all()):
         raise BadRequest(HTTPStatus.BAD_REQUEST, "bad_pixels", f"pixels must be rows of "
-                         f"numbers, at most {MAX_PIXELS_SIDE}x{MAX_PIXELS_SIDE}")
+                         f"numbers, at least one, at most {MAX_PIXELS_SIDE}x{MAX_PIXELS_SIDE}")
     png = io.BytesIO()
     Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(png, "PNG")
     png.seek(0)
@@ -306,6 +309,11 @@ def make_handler(recognise):
                     answer = recognise.correct(body, content_type, digit)
             except BadRequest as e:
                 return self._error(e.status, e.code, str(e))
+            except Exception as e:  # a fault of the server's: answered, and logged in full
+                _log(f"{self.command} {_shown(self.path)} failed:\n{traceback.format_exc()}")
+                return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "server_error",
+                                   f"the server failed on this request ({type(e).__name__}); "
+                                   f"its log says more")
             self._send(HTTPStatus.OK, json.dumps(answer).encode(), "application/json")
 
         def _content_length(self):
@@ -322,9 +330,10 @@ def make_handler(recognise):
                 raise BadRequest(HTTPStatus.BAD_REQUEST, "bad_length",
                                  f"send one Content-Length header, not {len(values)}")
             value = values[0].strip()
-            if not (value.isascii() and value.isdigit()):  # int() would take -1, +1 and 1_0
+            # int() would take -1, +1 and 1_0, and refuse over 4,300 digits with a ValueError
+            if not (value.isascii() and value.isdigit()) or len(value) > 18:
                 raise BadRequest(HTTPStatus.BAD_REQUEST, "bad_length", f"Content-Length "
-                                 f"{value!r} is not a size; send the body's size in bytes")
+                                 f"{_shown(value)} is not a size; send the body's size in bytes")
             return int(value)
 
         def _refuse(self, status, code, message, length):
