@@ -8,7 +8,8 @@ compare two versions on one machine), read through /proc, so Linux only:
 
 1. ``--connections`` clients each declare a 2 MB body, send 1 MB of it and stop, as a
    page or a process that means harm could; the server's threads and resident memory are
-   sampled for 12 s, and one ordinary prediction is timed meanwhile.
+   sampled for 12 s, then they go away; one ordinary prediction, sent 1 s after them, is
+   timed.
 2. A 7000x7000 JPEG (about 1.2 MB) is POSTed to ``/correct`` while predictions are sent
    one after another: the slowest of them, and the size of the file kept.
 """
@@ -31,7 +32,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = """
 import sys
-from recognize_digits.deploy.serve import make_server
+try:
+    from recognize_digits.deploy.serve import make_server
+except ImportError:  # before the chapter-first layout (issue 30), as in e94c13d
+    from recognize_digits.serve import make_server
 server = make_server(sys.argv[1], port=0, corrections=sys.argv[2])
 print(server.server_address[1], flush=True)
 server.serve_forever()
@@ -65,19 +69,17 @@ def drawing(side=280):
 
 
 def slow_uploads(port, pid, connections):
-    held, opened = [], threading.Semaphore(0)
+    stop = threading.Event()
 
     def upload():
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-            held.append(sock)
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
-                         b"image/png\r\nContent-Length: %d\r\n\r\n" % (port, 2 * 2**20))
-            sock.sendall(b"x" * 2**20)
+            with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+                             b"image/png\r\nContent-Length: %d\r\n\r\n" % (port, 2 * 2**20))
+                sock.sendall(b"x" * 2**20)
+                stop.wait()
         except OSError:  # the server's queue is full, or it cut the connection
             pass
-        finally:
-            opened.release()
 
     threads = [threading.Thread(target=upload, daemon=True) for _ in range(connections)]
     for t in threads:
@@ -92,9 +94,8 @@ def slow_uploads(port, pid, connections):
         rss, n = status(pid)
         peak_rss, peak_threads = max(peak_rss, rss), max(peak_threads, n)
         time.sleep(0.2)
-    ask.join(120)
-    for sock in held:
-        sock.close()
+    stop.set()  # the clients go away, after 13 s
+    ask.join(300)
     return peak_rss, peak_threads, answer
 
 

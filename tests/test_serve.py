@@ -188,6 +188,47 @@ def test_slow_uploads_do_not_hold_up_others(server):
             sock.close()
 
 
+def test_connections_beyond_the_limit_wait_their_turn_without_threads(trained_cnn, monkeypatch):
+    from recognize_digits.deploy import serve
+
+    # each connection served reads its body into memory, with two threads: 400 slow uploads
+    # at once took 803 threads and 400 MB more; here 6 against a limit of 2
+    monkeypatch.setattr(serve, "MAX_CONNECTIONS", 2, raising=False)
+    server = make_server(trained_cnn[0], port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address, before = server.server_address, threading.active_count()
+    slow, answered = [], []
+    try:
+        for _ in range(6):
+            sock = socket.create_connection(address)
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+                         b"image/png\r\nContent-Length: 100000\r\n\r\n" % address[1]
+                         + b"x" * 50000)
+            slow.append(sock)
+        waiting = threading.Thread(target=lambda: answered.append(
+            request(address, "POST", "/predict", drawing(), "image/png")[0]), daemon=True)
+        waiting.start()
+        end = time.monotonic() + 2
+        while time.monotonic() < end:  # throughout: a slow machine must not make it pass
+            assert threading.active_count() - before <= 2 * 2 + 1  # + the waiting client's
+            assert not answered  # it waits its turn...
+            time.sleep(0.05)
+        for sock in slow:
+            sock.close()
+        waiting.join(30)
+        assert answered == [200]  # ...and has it once the slow ones are gone
+        for _ in range(4):  # the limit again: the next waits until shutdown, which ends it
+            slow.append(socket.create_connection(address))
+        time.sleep(0.2)
+        start = time.monotonic()
+    finally:
+        server.shutdown()
+        server.server_close()
+        for sock in slow:
+            sock.close()
+    assert time.monotonic() - start < 3
+
+
 @pytest.mark.parametrize("body", [
     b'{"pixels": [[1' + b"0" * 400 + b', 0]]}',  # too large for a float: OverflowError
     b'{"pixels": ' + b"[" * 200000 + b"]" * 200000 + b"}",  # too deep: RecursionError

@@ -7,10 +7,14 @@ answers ``{"digit", "probabilities", "input"}``, ``input`` being the 28x28 image
 saw; and ``POST /correct?digit=D`` with the drawing, which keeps it as a ``D`` in the
 corrections folder, for ``recognize-digits finetune --images`` (at most
 :data:`MAX_CORRECTIONS` drawings, each kept as the model read it: upright, grey, at most
-:data:`KEPT_SIDE` pixels a side). A request must arrive whole within
-:data:`REQUEST_SECONDS`, and at most as many images are preprocessed at once as there are
-cores (the others wait their turn, up to :data:`BUSY_SECONDS`), so that memory stays
-bounded under any load.
+:data:`KEPT_SIDE` pixels a side).
+
+Memory stays bounded however many clients come: at most :data:`MAX_CONNECTIONS` are
+served at once, each reading at most :data:`MAX_BODY` (later ones wait their turn, unread,
+in the system's queue of connections); a request must arrive whole within
+:data:`REQUEST_SECONDS`, so a slow client does not keep its turn; and at most as many
+images are preprocessed at once as there are cores (the others wait their turn, up to
+:data:`BUSY_SECONDS`).
 
 The server answers only requests whose Host header names it (the address it listens on,
 ``localhost`` or ``127.0.0.1``, and its port; any IP address when it listens on all of
@@ -70,6 +74,9 @@ DRAIN_BYTES = 32 * 1024 * 1024
 DRAIN_SECONDS = 5
 DRAIN_IDLE = 1  # seconds without data: the client is not sending a body
 REQUEST_SECONDS = 10  # to send the whole request, headers and body: slow clients are cut off
+# connections served at once (two threads each, with the deadline's): a page sends one
+# request at a time, and 32 bodies of MAX_BODY are 64 MB
+MAX_CONNECTIONS = 32
 BUSY_SECONDS = 10  # to wait for a turn at preprocessing before 503
 ALLOWED = "GET, POST"
 LOCAL_NAMES = ("localhost", "127.0.0.1")  # what a browser on this machine calls it
@@ -390,6 +397,8 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, address, handler):
         super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.stopping = threading.Event()
         bound = self.server_address[0]
         # listening on every address, it is reached by any of the machine's: an IP address
         # is no name another site can point here
@@ -415,6 +424,33 @@ class Server(ThreadingHTTPServer):
         port = self.server_address[1]
         return " or ".join([*(f"{name}:{port}" for name in sorted(self.names))]
                            + (["any of this machine's IP addresses"] if self.any_address else []))
+
+    def process_request(self, request, client_address):
+        """Serve the connection in a thread of its own once fewer than MAX_CONNECTIONS
+        are: until then it waits, and the connections after it wait in the system's queue
+        unread, so that neither threads nor the bodies they read grow with the load."""
+        while not self.slots.acquire(timeout=0.5):
+            if self.stopping.is_set():  # shutdown() waits for this loop
+                return self.shutdown_request(request)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def serve_forever(self, poll_interval=0.5):
+        self.stopping.clear()
+        super().serve_forever(poll_interval)
+
+    def shutdown(self):
+        self.stopping.set()
+        super().shutdown()
 
     def handle_error(self, request, client_address):
         """Quiet about clients that went away or were cut off; anything else as usual."""
