@@ -584,3 +584,62 @@ def test_other_sites_pages_cannot_post_drawings(correcting):
     conn.close()
     assert response.status == 405 and response.getheader("Access-Control-Allow-Origin") is None
     assert not folder.exists()
+
+
+@pytest.mark.parametrize("path", ["/?lang=zh", "/?lang=en&x=1", "/index.html?lang=zh", "/?"])
+def test_a_query_string_on_the_page_is_still_the_page(server, path):
+    # a link to the page in Chinese was a 404 (issue 32, point 16)
+    status, kind, body = request(server, "GET", path)
+    assert status == 200 and kind.startswith("text/html") and b'<canvas id="pad"' in body
+    assert request(server, "GET", "/x?lang=zh")[0] == 404
+
+
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None,
+                    reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_lang_in_the_address_chooses_the_page_s_language(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=__import__("shutil").which("chromium"),
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            titles = {}
+            for locale, query in (("en-US", "?lang=zh"), ("zh-CN", "?lang=en"),
+                                  ("zh-CN", "?lang=fr")):  # a language it lacks: the browser's
+                page = browser.new_page(locale=locale)
+                page.goto("http://%s:%d/%s" % (*server, query))
+                titles[locale, query] = page.locator("h1").inner_text()
+                page.close()
+        finally:
+            browser.close()
+    assert titles == {("en-US", "?lang=zh"): "手写一个数字", ("zh-CN", "?lang=en"): "Draw a digit",
+                      ("zh-CN", "?lang=fr"): "手写一个数字"}
+
+
+def test_listening_beyond_this_machine_with_corrections_is_warned_of(trained_cnn, tmp_path,
+                                                                      monkeypatch, capsys):
+    from http.server import ThreadingHTTPServer
+
+    from recognize_digits import cli
+
+    def stop_at_once(self, *args, **kwargs):  # as if Ctrl-C came right after the start
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ThreadingHTTPServer, "serve_forever", stop_at_once)
+    monkeypatch.chdir(tmp_path)
+    model = str(trained_cnn[0])
+    assert cli.main(["serve", "--model-dir", model, "--port", "0", "--host", "0.0.0.0"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "recognize-digits: warning: --host 0.0.0.0 listens beyond this machine: anyone on the "
+        "network who reaches port ") and err[0].endswith(
+        " can keep drawings in my_digits, which finetune learns from; give --host 127.0.0.1 "
+        "unless you trust the network")
+    for host in ("127.0.0.1", "localhost"):  # this machine alone: nothing to warn of
+        assert cli.main(["serve", "--model-dir", model, "--port", "0", "--host", host]) == 0
+        assert capsys.readouterr().err == ""
+    server = make_server(model, host="0.0.0.0", port=0)  # no corrections: nothing to write
+    try:
+        assert server.warning() is None
+    finally:
+        server.server_close()

@@ -283,7 +283,8 @@ def make_handler(recognise):
 
         def do_GET(self):
             self.deadline.cancel()
-            if self.path in ("/", "/index.html"):
+            # a query string is the page's (/?lang=zh), not another page
+            if urlsplit(self.path).path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
             else:
                 self._error(HTTPStatus.NOT_FOUND, "not_found",
@@ -395,8 +396,9 @@ def make_handler(recognise):
 class Server(ThreadingHTTPServer):
     request_queue_size = 128  # connections waiting to be accepted (the default is 5)
 
-    def __init__(self, address, handler):
+    def __init__(self, address, handler, corrections=None):
         super().__init__(address, handler)
+        self.corrections = corrections  # the folder drawings are kept in, if any
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.stopping = threading.Event()
         bound = self.server_address[0]
@@ -404,6 +406,18 @@ class Server(ThreadingHTTPServer):
         # is no name another site can point here
         self.any_address = ipaddress.ip_address(bound).is_unspecified
         self.names = {*LOCAL_NAMES, *(() if self.any_address else (address[0].lower(), bound))}
+
+    def warning(self):
+        """What the one who starts the server should know before anyone uses it, or None:
+        listening beyond this machine, it lets the network keep drawings in the corrections
+        folder, which fine-tuning learns from (the Host check stops other sites' pages, not
+        other machines)."""
+        if self.corrections is None or ipaddress.ip_address(self.server_address[0]).is_loopback:
+            return None
+        host, port = self.server_address[:2]
+        return (f"host={host} listens beyond this machine: anyone on the network who reaches "
+                f"port {port} can keep drawings in {self.corrections}, which finetune learns "
+                f"from; give host=127.0.0.1 unless you trust the network")
 
     def names_this(self, host):
         """Whether ``host`` (a Host header: name, and port unless it is 80) is this server."""
@@ -461,5 +475,7 @@ class Server(ThreadingHTTPServer):
 def make_server(model_dir, host="127.0.0.1", port=8000, corrections=None):
     """The server, bound and ready for ``serve_forever()``; port 0 picks a free one.
     ``model_dir`` is a saved model's folder or an exported ``.onnx`` file. With
-    ``corrections`` (a folder), the page can keep drawings the user labels there."""
-    return Server((host, port), make_handler(Recogniser(model_dir, corrections)))
+    ``corrections`` (a folder), the page can keep drawings the user labels there;
+    listening beyond this machine, the server's ``warning()`` then says who can."""
+    recognise = Recogniser(model_dir, corrections)
+    return Server((host, port), make_handler(recognise), recognise.corrections)
