@@ -454,6 +454,9 @@ def _serve(args):
                           f"choose another {option}") from None
     host, port = server.server_address[:2]
     print(_corrections_note(model, args.corrections), flush=True)
+    if server.warning():
+        print(f"recognize-digits: warning: {in_cli_words(server.warning(), args.command_parser)}",
+              file=sys.stderr, flush=True)
     print(f"Draw a digit at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()

@@ -182,6 +182,8 @@ BAD_OPTIONS = [  # every sub-command, every kind of mistake: (arguments, what th
     (["serve", "--port", "-1"], "not a port number"),
     (["serve", "--port", "http"], "not a port number"),
     (["serve", "--model-dir", "{tmp}/none"], "no such folder"),
+    (["serve", "--corrections", "{file}"], "is a file, not a folder; choose another "
+     "--corrections DIR"),
     (["fly"], "invalid choice: 'fly'"),
 ]
 
