@@ -7,12 +7,13 @@ Two things Paddle leaves to the machine's configuration, which this module settl
   the host name resolves to, which is 127.0.0.1 on many machines (``127.0.0.1 HOSTNAME`` in
   /etc/hosts): the other machines then "connect [127.0.0.1]:PORT" and are refused.
   :func:`choose_interface` names the interface through which this machine reaches the
-  master; the other machines reach this one through it too (the same network).
-* Worker 0 holds Paddle's TCP store, which every worker reads and writes while they start.
+  master (the other machines reach this one through it too: the same network), or the
+  loopback one when every worker is on this machine.
+* Worker 0 holds Paddle's TCP store, which every worker connects to while they start.
   Paddle's C++ makes it listen on every address (0.0.0.0), with no setting to change it.
-  When all workers are on this machine (the master's address is a loopback one),
-  :func:`keep_store_on_loopback` binds the listening socket to the loopback device once
-  they have joined, so that from then on no other machine can connect to it.
+  Once they have joined, :func:`keep_store_on` binds the listening socket to that same
+  interface: with every worker on this machine no other machine can connect to it, and
+  with several machines only those on the workers' network can.
 
 Linux's interfaces are read with ioctl(2); elsewhere nothing is chosen, and gloo does as
 it does by default.
@@ -31,15 +32,28 @@ except ImportError:  # Windows
 SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
 
 
-def master_host(environ=None):
-    """The master's host from a worker's environment, read in the order Paddle's
-    ``init_parallel_env`` reads it (MASTER_ADDR, PADDLE_MASTER, the first of
-    PADDLE_TRAINER_ENDPOINTS); None in a process of its own."""
+def master(environ=None):
+    """``(host, port)`` of the master, the store's address, from a worker's environment,
+    read in the order Paddle's ``init_parallel_env`` reads it (MASTER_ADDR and MASTER_PORT,
+    PADDLE_MASTER, the first of PADDLE_TRAINER_ENDPOINTS); ``(None, None)`` in a process of
+    its own."""
     env = os.environ if environ is None else environ
-    if env.get("MASTER_ADDR"):
-        return env["MASTER_ADDR"]
+    if env.get("MASTER_ADDR") and env.get("MASTER_PORT"):
+        return env["MASTER_ADDR"], int(env["MASTER_PORT"])
     endpoint = env.get("PADDLE_MASTER") or (env.get("PADDLE_TRAINER_ENDPOINTS") or "").split(",")[0]
-    return endpoint.rsplit(":", 1)[0] if endpoint else None
+    if not endpoint:
+        return None, None
+    host, port = endpoint.rsplit(":", 1)
+    return host, int(port)
+
+
+def on_one_machine(environ=None):
+    """Whether every worker is on this machine: the master's address is a loopback one
+    (the package's own workers), or Paddle's launcher was given one machine (``--nnodes
+    1``, whose master is this machine's address)."""
+    env = os.environ if environ is None else environ
+    host, _ = master(env)
+    return env.get("PADDLE_NNODES") == "1" or (host is not None and is_loopback(host))
 
 
 def is_loopback(host):
@@ -85,20 +99,31 @@ def interface_to(host):
     return None
 
 
-def choose_interface(environ=None):
-    """Set GLOO_SOCKET_IFNAME to the interface that reaches the master, unless the user has
-    set it (theirs wins) or there is no master or no answer; before the process group is
-    made, when Paddle reads it. Returns ``(name, host)``: the interface in effect (or None)
-    and the master's host."""
+def workers_interface(environ=None):
+    """The interface through which the workers reach each other: the loopback one when
+    they are all on this machine, else the one through which this machine reaches the
+    master (on the master's machine, the one holding its address); None when there is no
+    master or no answer."""
     env = os.environ if environ is None else environ
-    host = master_host(env)
-    if env.get("GLOO_SOCKET_IFNAME") or host is None:
-        return env.get("GLOO_SOCKET_IFNAME"), host
-    name = interface_to(host)
+    host, _ = master(env)
+    if host is None:
+        return None
+    return interface_to("127.0.0.1" if on_one_machine(env) else host)
+
+
+def choose_interface(environ=None):
+    """Set GLOO_SOCKET_IFNAME to :func:`workers_interface`, unless the user has set it
+    (theirs wins) or there is no answer; before the process group is made, when Paddle
+    reads it. Returns ``(name, chosen)``: the interface in effect (None: Paddle's default)
+    and whether it was chosen here."""
+    env = os.environ if environ is None else environ
+    if env.get("GLOO_SOCKET_IFNAME"):
+        return env["GLOO_SOCKET_IFNAME"], False
+    name = workers_interface(env)
     if name and len(name) > 1:  # Paddle ignores a name of one character
         env["GLOO_SOCKET_IFNAME"] = name
-        return name, host
-    return None, host
+        return name, True
+    return None, False
 
 
 def listening_socket(port):
@@ -120,12 +145,13 @@ def listening_socket(port):
     return None
 
 
-def keep_store_on_loopback(port):
-    """Bind the store's listening socket (on ``port``) to the loopback device: connections
-    from other machines are refused from then on, this machine's go on. True if done (Linux,
-    5.7 or later without privileges); False where it cannot be."""
+def keep_store_on(device, port):
+    """Bind the store's listening socket (this process's, on TCP ``port``) to ``device``,
+    once every worker has joined: from then on only connections that arrive through it are
+    accepted (through the loopback device, only this machine's); the joined workers'
+    connections go on. True if done (Linux; 5.7 or later without privileges), False where
+    it cannot be."""
     fd = listening_socket(port)
-    device = interface_to("127.0.0.1")
     if fd is None or device is None or not hasattr(socket, "SO_BINDTODEVICE"):
         return False
     with socket.socket(fileno=os.dup(fd)) as store:  # the same socket; closing the copy leaves it
