@@ -49,7 +49,7 @@ def train(model=None, *, data=None, data_dir=None, sample=False, save_dir=DEFAUL
     given = Settings.given(model=model, **settings)
     save_dir = os.path.realpath(save_dir)  # through links: the real folder is locked, replaced
     handler = event_handler or (lambda event: log_every_100(event, log))
-    if given.get("workers", 1) > 1 or "PADDLE_TRAINERS_NUM" in os.environ:
+    if given.get("workers", 1) > 1 or int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1:
         from .engines.parallel import train_in_parallel
 
         return train_in_parallel(given, data or (data_dir, sample), save_dir, resume, init,
@@ -68,7 +68,8 @@ def settle(given, save_dir, resume, adjust=None):
     settings = adjust(settings.check()) if adjust else settings.check()
     check_save_dir(save_dir)
     if settings.seed is None:
-        settings = dataclasses.replace(settings, seed=int.from_bytes(os.urandom(4), "little") >> 1)
+        seed = int.from_bytes(os.urandom(4), "little") >> 1
+        settings = dataclasses.replace(settings, seed=seed)
     return settings, state
 
 
@@ -113,7 +114,8 @@ class Training:
         self.metrics = state["metrics"] if state else {
             **{name: getattr(settings, name) for name in Settings.RESUMED},
             "validation": held_out, "chosen_by": "validation cost" if held_out else "last pass",
-            "device": str(select_place(settings.device)), "data": data.source, "passes": [], "best_pass": None}
+            "device": str(select_place(settings.device)), "data": data.source, "passes": [],
+            "best_pass": None}
         self.rng = np.random.default_rng(settings.seed)
         if state:
             self.rng.bit_generator.state = state["rng"]
