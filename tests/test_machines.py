@@ -123,9 +123,9 @@ def finish(processes, deadline):
 
 
 def predicted_digit(model_dir):
-    out = subprocess.run([str(BIN / "recognize-digits"), "predict", str(ROOT / "image" / "infer_3.png"),
-                          "--model-dir", str(model_dir)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([str(BIN / "recognize-digits"), "predict",
+                          str(ROOT / "image" / "infer_3.png"), "--model-dir", str(model_dir)],
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     return int(re.search(r"infer_3\.png: (\d)", out.stdout).group(1))
 
