@@ -296,7 +296,10 @@ def _train(args):
         tqdm.write(f"Training {model} on {data.source}")
     train(**given, data=data, save_dir=args.save_dir, resume=args.resume, log=tqdm.write,
           event_handler=_progress(curves))
-    tqdm.write(f"Saved the best pass's inference model in {args.save_dir}"
+    from .engines.parallel import saved_elsewhere  # under Paddle's launcher, worker 0 saved
+
+    tqdm.write(saved_elsewhere(args.save_dir)
+               or f"Saved the best pass's inference model in {args.save_dir}"
                + (f" and the cost curves in {args.plot}" if curves else ""))
 
 

@@ -312,4 +312,4 @@ def test_ci_installs_every_system_package_the_tests_use():
 
     run = (ROOT / ".ci" / "run").read_text()
     packages = re.search(r'packages="([^"]*)"', run).group(1).split()
-    assert sorted(packages) == sorted(["chromium", *sources.FONTS])
+    assert sorted(packages) == sorted(["chromium", "iproute2", *sources.FONTS])

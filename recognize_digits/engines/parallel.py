@@ -44,6 +44,7 @@ def train_in_parallel(given, data, save_dir, resume, init, handler, log):
     start them and pass rank 0's events and log lines on; in a worker (ours, or one Paddle's
     launcher started), train its share. The value is rank 0's metrics."""
     with role(save_dir, resume) as (save_dir, first):
+        machine_log = log  # one line on each machine: gloo's interface there
         if not first:  # rank 0 alone reports
             log = handler = (lambda *_: None)
         settings, state = settle(given, save_dir, resume, lambda settings: dataclasses.replace(
@@ -60,6 +61,7 @@ def train_in_parallel(given, data, save_dir, resume, init, handler, log):
             return run_workers("recognize_digits.engines.parallel:worker", job, settings.workers,
                                gpu=uses_gpu(settings), on_message=lambda kind, value: (
                                    handler if kind == "event" else log)(value))[0]
+        join(machine_log if world()[2] == 0 else None)
         return Training(settings, data, save_dir, state, DataParallelEngine).run(handler, log,
                                                                                  init)
 
@@ -70,6 +72,39 @@ def worker(send, settings, data, save_dir, resume, init):
     return train_in_parallel(Settings.given(**settings), data, save_dir, resume, init,
                              lambda event: send(("event", event)),
                              lambda line: send(("log", line)))
+
+
+def join(log=None):
+    """Join the other workers in Paddle's process group. Gloo's interface is chosen first
+    (Paddle reads it as the group is made; see :mod:`.network`), and ``log`` is told which
+    and why; once every worker has joined, worker 0 binds the store it holds to the
+    workers' interface."""
+    from . import network
+
+    name, chosen = network.choose_interface()
+    if log:
+        host, _ = network.master()
+        why = ("GLOO_SOCKET_IFNAME names it" if not chosen else
+               "every worker is on this machine" if network.on_one_machine() else
+               f"this machine reaches the master {host} through it")
+        log(f"Workers talk over {name}: {why}" if name else
+            f"Workers talk over gloo's default interface: none found that reaches the master "
+            f"{host}; if they cannot connect, set GLOO_SOCKET_IFNAME to the one that does")
+    dist.init_parallel_env()
+    if world()[0] == 0:
+        network.keep_store_on(network.workers_interface(), network.master()[1])
+
+
+def saved_elsewhere(save_dir):
+    """What a worker other than 0 says at the end, under Paddle's launcher: worker 0 saved
+    the model, on its machine (the first of the launcher's endpoints); None in worker 0
+    or a process of its own."""
+    rank, size, _, _ = world()
+    if rank == 0:
+        return None
+    host = os.environ.get("PADDLE_TRAINER_ENDPOINTS", "").split(",")[0].rpartition(":")[0]
+    return (f"Worker {rank} of {size} finished; worker 0 saved the best pass's inference "
+            f"model in {save_dir} on its machine" + (f" ({host})" if host else ""))
 
 
 def world():
@@ -100,7 +135,7 @@ class DataParallelEngine(DynamicEngine):
     def __init__(self, model, learning_rate, seed, place):
         _pin_to_core()
         if not dist.is_initialized():
-            dist.init_parallel_env()
+            join()
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         super().__init__(model, learning_rate, seed, place)
         # the same seed gives every worker the same start; DataParallel also copies
