@@ -293,10 +293,13 @@ def test_a_request_must_arrive_whole_within_its_deadline(server, monkeypatch):
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == "timeout"
 
 
-def test_many_connections_at_once_are_all_answered(server):
-    from recognize_digits.deploy.serve import Server
+def test_many_connections_at_once_are_all_answered(server, monkeypatch):
+    from recognize_digits.deploy import serve
 
-    assert Server.request_queue_size >= 64  # the standard library's 5 drops bursts
+    assert serve.Server.request_queue_size >= 64  # the standard library's 5 drops bursts
+    # what is tested is that no connection is dropped: on a loaded machine 40 images can
+    # take longer than the 10 s after which a waiting one is answered "busy"
+    monkeypatch.setattr(serve, "BUSY_SECONDS", 120)
     results = []
 
     def ask():
