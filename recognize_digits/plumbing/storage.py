@@ -265,6 +265,8 @@ def remove_abandoned(kind):
     """Remove the scratch folders of ``kind`` (see :func:`scratch_folder`) whose process is
     gone: killed before it could remove its own (a Jupyter kernel restarted, a worker killed
     with its starter). A folder in use is locked, so it is left alone."""
+    if fcntl is None and msvcrt is None:  # no lock tells a live folder from a dead one
+        return
     for folder in Path(tempfile.gettempdir()).glob(f"recognize-digits-{kind}-*"):
         try:
             with open(folder / _ALIVE, "rb") as lock:  # a folder without one is not a scratch folder
