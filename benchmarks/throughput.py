@@ -69,8 +69,11 @@ def _numpy_batches(data, steps):
 
 
 def run_project(data, steps, graph="static", workers=1):
-    from recognize_digits.events import StepEvent
-    from recognize_digits.training import train
+    try:
+        from recognize_digits.events import StepEvent
+        from recognize_digits.training import train
+    except ImportError:  # an --against checkout from before the package's present layout
+        from recognize_digits.train import StepEvent, train
 
     n = (WARMUP + steps) * 64
     data.train_images, data.train_labels = data.train_images[:n], data.train_labels[:n]

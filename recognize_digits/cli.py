@@ -373,8 +373,7 @@ def _evaluate(args):
 
 def _evaluate_images(model, folder, report):
     """``evaluate --images``: the model on a user's own labelled digits."""
-    from .figures.report import report_tables, write_report
-    from .infer import confusion_matrix
+    from .figures.report import confusion_matrix, report_tables, write_report
     from .own_digits.folders import load_labelled_images
 
     paths, labels, inputs, skipped = load_labelled_images(folder)

@@ -260,10 +260,3 @@ def evaluate(model, images, labels, probs=None):
     probs = predict_all(model, images) if probs is None else probs
     cost = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30)).mean()
     return float(cost), float((probs.argmax(axis=1) == labels).mean())
-
-
-def confusion_matrix(labels, digits):
-    """``int [10, 10]``: row = true digit, column = predicted digit."""
-    confusion = np.zeros((10, 10), np.int64)
-    np.add.at(confusion, (labels, digits), 1)
-    return confusion

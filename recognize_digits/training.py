@@ -49,7 +49,7 @@ def train(model=None, *, data=None, data_dir=None, sample=False, save_dir=DEFAUL
     given = Settings.given(model=model, **settings)
     save_dir = os.path.realpath(save_dir)  # through links: the real folder is locked, replaced
     handler = event_handler or (lambda event: log_every_100(event, log))
-    parallel = given.get("workers", 1) > 1 or "PADDLE_TRAINERS_NUM" in os.environ
+    parallel = given.get("workers", 1) > 1 or int(os.environ.get("PADDLE_TRAINERS_NUM", 1)) > 1
     if not parallel:
         settings, state = settle(given, save_dir, resume)
         parallel = settings.workers > 1  # a checkpoint of several workers goes on in as many
@@ -71,7 +71,8 @@ def settle(given, save_dir, resume, adjust=None):
     settings = adjust(settings.check()) if adjust else settings.check()
     check_save_dir(save_dir)
     if settings.seed is None:
-        settings = dataclasses.replace(settings, seed=int.from_bytes(os.urandom(4), "little") >> 1)
+        seed = int.from_bytes(os.urandom(4), "little") >> 1
+        settings = dataclasses.replace(settings, seed=seed)
     return settings, state
 
 
@@ -116,7 +117,8 @@ class Training:
         self.metrics = state["metrics"] if state else {
             **{name: getattr(settings, name) for name in Settings.RESUMED},
             "validation": held_out, "chosen_by": "validation cost" if held_out else "last pass",
-            "device": str(select_place(settings.device)), "data": data.source, "passes": [], "best_pass": None}
+            "device": str(select_place(settings.device)), "data": data.source, "passes": [],
+            "best_pass": None}
         self.metrics["workers"] = settings.workers  # resumed in another number, the last one
         self.rng = np.random.default_rng(settings.seed)
         if state:

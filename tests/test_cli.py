@@ -205,6 +205,7 @@ def test_every_mistake_is_one_line_without_traceback(args, message, trained_cnn,
     assert len(err.strip().splitlines()) == 1, err
     assert re.match(r"recognize-digits( \w+)?: error: ", err) and message in err
     assert not re.search(r"\b[a-z_]+=", err)  # no Python argument on the command line
+    assert not (tmp_path / "model").exists()  # a refused training leaves no folder behind
 
 
 def test_port_and_save_dir_checks_come_before_any_work(trained_cnn, tmp_path, monkeypatch):

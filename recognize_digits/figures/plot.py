@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from ..errors import ConfigError
 from ..events import PassEvent, StepEvent
-from ..infer import confusion_matrix, open_image, to_grey
+from ..infer import open_image, to_grey
 from ..plumbing.storage import replace_file
 
 

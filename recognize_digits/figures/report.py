@@ -5,9 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..infer import confusion_matrix
 from ..plumbing.storage import replace_file, write_json
 from .plot import most_confident_mistakes, plot_confusion, plot_mistakes
+
+
+def confusion_matrix(labels, digits):
+    """``int [10, 10]``: row = true digit, column = predicted digit."""
+    confusion = np.zeros((10, 10), np.int64)
+    np.add.at(confusion, (labels, digits), 1)
+    return confusion
 
 
 def write_report(folder, images, labels, probs, mistakes=24, originals=None):

@@ -67,6 +67,7 @@ def checksum_matches(path):
 def new_folder(target):
     """An empty temporary folder beside ``target``, to be filled and then swapped in."""
     target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
 
 
@@ -114,6 +115,7 @@ def check_save_dir(save_dir):
         raise ConfigError(f"{save_dir}: each best pass replaces the save folder as a whole, "
                           f"so it cannot be the current folder, one above it or a mount point; "
                           f"choose a folder of its own, such as save_dir='model'")
+    made = not save_dir.exists()
     try:
         save_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=save_dir).close()
@@ -121,6 +123,9 @@ def check_save_dir(save_dir):
     except OSError as e:
         raise ConfigError(f"{save_dir}: cannot write the model there ({e.strerror}); "
                           f"choose another save_dir=...") from None
+    finally:  # a training refused later, before it saves, leaves no empty folder behind
+        if made and save_dir.is_dir():
+            shutil.rmtree(save_dir, ignore_errors=True)
 
 
 def replace_folder(new, target):
@@ -269,7 +274,8 @@ def remove_abandoned(kind):
         return
     for folder in Path(tempfile.gettempdir()).glob(f"recognize-digits-{kind}-*"):
         try:
-            with open(folder / _ALIVE, "rb") as lock:  # a folder without one is not a scratch folder
+            # a folder without the file is no scratch folder: left alone
+            with open(folder / _ALIVE, "rb") as lock:
                 if _lock(lock.fileno()):
                     shutil.rmtree(folder, ignore_errors=True)
         except OSError:  # being removed by its process, or another user's
