@@ -32,9 +32,8 @@ class Settings:
     # training goes on with them. Where it runs (device, threads, oneDNN) may change.
     RESUMED = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation",
                "augment", "graph", "workers")
-    # ... but these may be given anew: in another number of workers the batches are the
-    # same, dealt the same (each worker takes a share of every one), so the training goes on
-    MOVABLE = ("workers",)
+    # ... but these may be given anew: in any number of workers the batches are the same,
+    MOVABLE = ("workers",)  # dealt the same (each takes a share of each), so the run goes on
 
     @classmethod
     def given(cls, **options):

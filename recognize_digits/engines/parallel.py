@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from ..events import StepEvent
 from ..models import loss_and_accuracy
 from ..plumbing.fast_cpu import CORES, available_cores
-from ..plumbing.storage import scratch_folder
+from ..plumbing.scratch import scratch_folder
 from ..settings import Settings
 from ..training import Training, load, settle
 from .dynamic import DynamicEngine

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from ..errors import RecognizeDigitsError, TrainingInterrupted, WorkerError, one_line
 from ..plumbing.fast_cpu import CORES
-from ..plumbing.native import last_line
+from ..plumbing.output import last_line
 from ..plumbing.signals import handling
-from ..plumbing.storage import scratch_folder
+from ..plumbing.scratch import scratch_folder
 from .parallel import world
 
 GRACE_SECONDS = 3  # how long the others get to finish once one worker has stopped
@@ -110,8 +110,8 @@ def run_workers(target, kwargs, workers, gpu=False, on_message=None, kept=lambda
                     raise value
                 how = (f"failed: {one_line(value)}" if kind == "error" else value
                        if kind == "silent" else _ended(value, folder / f"worker{rank}.log"))
-                raise WorkerError(f"worker {rank} of {workers} {how}; every worker was stopped",
-                                  kept())
+                raise WorkerError("; ".join(filter(None, [
+                    f"worker {rank} of {workers} {how}; every worker was stopped", kept()])))
             return [results[r] for r in range(workers)]
         finally:
             for p in procs:
