@@ -27,6 +27,7 @@ from recognize_digits.errors import ConfigError, WorkerError, TrainingInterrupte
 from recognize_digits.infer import InferenceModel, load_image
 from recognize_digits.settings import Settings
 from recognize_digits.events import StepEvent
+from recognize_digits.plumbing.fast_cpu import CORES
 from recognize_digits.training import train
 
 pytestmark = pytest.mark.skipif(distributed.available_cores() < 2 and not os.environ.get("CI"),
@@ -330,18 +331,22 @@ def test_a_killed_starter_s_job_files_are_removed_at_the_next_start(sample, tmp_
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    starter = subprocess.Popen(
-        [sys.executable, "-c", "from recognize_digits.training import train; train('softmax', "
-         "sample=True, graph='dynamic', workers=2, epochs=100, save_dir='model', log=print, "
-         "event_handler=lambda e: None)"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
+    with open(tmp_path / "starter.err", "wb") as err:
+        starter = subprocess.Popen(
+            [sys.executable, "-c", "from recognize_digits.training import train; train("
+             "'softmax', sample=True, graph='dynamic', workers=2, epochs=100, save_dir='model', "
+             "log=print, event_handler=lambda e: None)"], cwd=tmp_path,
+            stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            # every core back (a process that has trained is bound to one), as a new kernel has
+            preexec_fn=lambda: os.sched_setaffinity(0, CORES))
     try:
         deadline = time.monotonic() + 120
         # under way: every worker has read the job (then it is removed), rank 1 has a folder
         while not (list(scratch.glob("recognize-digits-worker-*/model")) and
                    list(scratch.glob("recognize-digits-workers-*/worker1.log")) and
                    not list(scratch.glob("recognize-digits-workers-*/job.pickle"))):
-            assert starter.poll() is None and time.monotonic() < deadline
+            assert starter.poll() is None, (tmp_path / "starter.err").read_text()[-2000:]
+            assert time.monotonic() < deadline
             time.sleep(0.2)
     finally:
         starter.kill()  # as a Jupyter kernel restart does
