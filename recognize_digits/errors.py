@@ -44,14 +44,7 @@ class TrainingInterrupted(RecognizeDigitsError, KeyboardInterrupt):
 
 class WorkerError(RecognizeDigitsError, RuntimeError):
     """A worker of a data-parallel training failed, died or stopped answering: every worker
-    was stopped. ``kept`` says what was kept to go on from (a checkpoint), if anything."""
-
-    def __init__(self, message, kept=None):
-        super().__init__(message)
-        self.kept = kept
-
-    def __str__(self):
-        return "; ".join(filter(None, [self.args[0] if self.args else "", self.kept]))
+    was stopped. The message says what was kept to go on from."""
 
 
 class SourceUnavailable(RecognizeDigitsError, RuntimeError):

@@ -32,6 +32,8 @@ class Settings:
     # training goes on with them. Where it runs (device, threads, oneDNN) may change.
     RESUMED = ("model", "epochs", "batch_size", "learning_rate", "seed", "validation",
                "augment", "graph", "workers")
+    # ... but these may be given anew: in any number of workers the batches are the same,
+    MOVABLE = ("workers",)  # dealt the same (each takes a share of each), so the run goes on
 
     @classmethod
     def given(cls, **options):
@@ -44,10 +46,11 @@ class Settings:
                               f"{', '.join(sorted(names))}")
         return {name: value for name, value in options.items() if value is not None}
 
-    def resumed(self, recorded):
+    def resumed(self, recorded, given=()):
         """These settings with the ``RESUMED`` ones taken from ``recorded`` (a checkpoint's
-        metrics)."""
-        return dataclasses.replace(self, **{name: recorded[name] for name in self.RESUMED})
+        metrics), but for the ``MOVABLE`` ones ``given`` anew."""
+        return dataclasses.replace(self, **{name: recorded[name] for name in self.RESUMED
+                                            if not (name in self.MOVABLE and name in given)})
 
     def check(self):
         """Refuse, in one line naming the setting, any value no training can run with."""

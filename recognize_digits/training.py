@@ -49,12 +49,15 @@ def train(model=None, *, data=None, data_dir=None, sample=False, save_dir=DEFAUL
     given = Settings.given(model=model, **settings)
     save_dir = os.path.realpath(save_dir)  # through links: the real folder is locked, replaced
     handler = event_handler or (lambda event: log_every_100(event, log))
-    if given.get("workers", 1) > 1 or int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1:
+    parallel = given.get("workers", 1) > 1 or int(os.environ.get("PADDLE_TRAINERS_NUM", 1)) > 1
+    if not parallel:
+        settings, state = settle(given, save_dir, resume)
+        parallel = settings.workers > 1  # a checkpoint of several workers goes on in as many
+    if parallel:
         from .engines.parallel import train_in_parallel
 
         return train_in_parallel(given, data or (data_dir, sample), save_dir, resume, init,
                                  handler, log)
-    settings, state = settle(given, save_dir, resume)
     return Training(settings, load(data or (data_dir, sample), state, save_dir), save_dir,
                     state).run(handler, log, init)
 
@@ -116,6 +119,7 @@ class Training:
             "validation": held_out, "chosen_by": "validation cost" if held_out else "last pass",
             "device": str(select_place(settings.device)), "data": data.source, "passes": [],
             "best_pass": None}
+        self.metrics["workers"] = settings.workers  # resumed in another number, the last one
         self.rng = np.random.default_rng(settings.seed)
         if state:
             self.rng.bit_generator.state = state["rng"]
@@ -210,15 +214,18 @@ class Training:
 
     def interrupt(self, pass_id, batch_id, rng_state, partial):
         """Save a checkpoint to go on from ``batch_id`` of ``pass_id``, then stop."""
-        stopped = checkpoint(self.save_dir)
-        stopped.write(self.engine, {
+        stopped = self.save_checkpoint(pass_id, batch_id, rng_state, partial)
+        raise TrainingInterrupted(f"stopped at pass {pass_id}, batch {batch_id}; a checkpoint "
+                                  f"is in {stopped.folder}: {stopped.how_to_go_on()}")
+
+    def save_checkpoint(self, pass_id, batch_id, rng_state, partial):
+        """Save a checkpoint to go on from ``batch_id`` of ``pass_id``; its :class:`Checkpoint`."""
+        saved = checkpoint(self.save_dir)
+        saved.write(self.engine, {
             "pass_id": pass_id, "batch_id": batch_id, "rng": rng_state, "partial": partial,
             "seconds": time.perf_counter() - self.pass_start if batch_id else 0,
             "metrics": self.metrics})
-        raise TrainingInterrupted(
-            f"stopped at pass {pass_id}, batch {batch_id}; a checkpoint is in "
-            f"{stopped.folder}: go on with resume=True and "
-            f"save_dir={str(self.save_dir)!r} (and the same data)")
+        return saved
 
     def finish(self, log):
         """Drop the checkpoint and report the chosen pass's test results."""

@@ -17,3 +17,15 @@ def fail_on_rank_1(send):
 def config_error(send):
     """Both fail with the package's own error; rank 0's is the one to see."""
     raise ConfigError(f"a config error in rank {world()[0]}")
+
+
+def wait_for_ctrl_c(send):
+    """Both wait, Ctrl-C caught as a training does, until a second one stops them at once."""
+    import time
+
+    from recognize_digits.plumbing.signals import StopOnCtrlC
+
+    with StopOnCtrlC():
+        send(("ready", None))
+        while True:
+            time.sleep(0.05)

@@ -289,3 +289,26 @@ def test_a_linked_save_folder_is_locked_and_replaced_where_it_points(sample, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == [".real.lock", "current", "real"]
     with storage.exclusive(real), pytest.raises(ConfigError, match="another training"):
         train("softmax", epochs=1, data=subset(sample, 300), save_dir=link, **quiet())
+
+
+def test_a_dead_process_s_scratch_folder_is_removed_at_the_next_start_a_live_one_kept(
+        tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from recognize_digits.plumbing.scratch import remove_abandoned, scratch_folder
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run(  # os._exit: dies as a killed process does, nothing cleaned up
+        [sys.executable, "-c", "import os\nfrom recognize_digits.plumbing.scratch import "
+         "scratch_folder\nheld = scratch_folder('t')\nprint(held.__enter__(), flush=True)\n"
+         "os._exit(0)"],
+        capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert Path(dead).is_dir() and Path(dead).parent == tmp_path
+    with scratch_folder("t") as mine:
+        assert not Path(dead).exists() and mine.is_dir()
+        remove_abandoned("t")  # another start meanwhile: this one is alive
+        assert mine.is_dir()
+    assert not list(tmp_path.iterdir())

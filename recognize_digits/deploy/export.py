@@ -18,7 +18,8 @@ import numpy as np
 from ..data import load_mnist
 from ..errors import ConfigError, ModelError, one_line
 from ..infer import InferenceModel, Predictor, predict_all
-from ..plumbing.native import descriptors_held, last_line
+from ..plumbing.native import descriptors_held
+from ..plumbing.output import last_line
 from ..plumbing.storage import replace_file
 
 OPSET = 13  # read by every ONNX Runtime of the last years, onnxruntime-web and TensorRT

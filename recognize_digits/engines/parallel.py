@@ -23,7 +23,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,21 +32,26 @@ import paddle.distributed as dist
 
 from ..engine import select_place
 from ..errors import ConfigError
+from ..events import StepEvent
 from ..models import loss_and_accuracy
 from ..plumbing.fast_cpu import CORES, available_cores
+from ..plumbing.scratch import scratch_folder
 from ..settings import Settings
 from ..training import Training, load, settle
 from .dynamic import DynamicEngine
 
 
-def train_in_parallel(given, data, save_dir, resume, init, handler, log):
+def train_in_parallel(given, data, save_dir, resume, init, handler, log, progress=None):
     """``train(..., workers=N)``: in the process that starts the workers, check everything,
     start them and pass rank 0's events and log lines on; in a worker (ours, or one Paddle's
-    launcher started), train its share. The value is rank 0's metrics."""
+    launcher started), train its share, and tell ``progress(event)`` of every batch and
+    pass (rank 0 alone reports to ``handler`` and ``log``). The value is rank 0's
+    metrics."""
     with role(save_dir, resume) as (save_dir, first):
         machine_log = log  # one line on each machine: gloo's interface there
         if not first:  # rank 0 alone reports
             log = handler = (lambda *_: None)
+        report = handler if progress is None else (lambda event: (progress(event), handler(event)))
         settings, state = settle(given, save_dir, resume, lambda settings: dataclasses.replace(
             settings, workers=check_workers(settings)))  # before any work, as every setting
         data = load(data, state, save_dir)
@@ -58,20 +63,56 @@ def train_in_parallel(given, data, save_dir, resume, init, handler, log):
                 f"{', '.join(map(str, shares(settings.batch_size, settings.workers)))} images")
             job = dict(settings=dataclasses.asdict(settings), data=data, save_dir=save_dir,
                        resume=resume, init=init)
+            started = time.time()
             return run_workers("recognize_digits.engines.parallel:worker", job, settings.workers,
                                gpu=uses_gpu(settings), on_message=lambda kind, value: (
-                                   handler if kind == "event" else log)(value))[0]
+                                   handler if kind == "event" else log)(value),
+                               kept=lambda: kept(save_dir, resume, started))[0]
         join(machine_log if world()[2] == 0 else None)
-        return Training(settings, data, save_dir, state, DataParallelEngine).run(handler, log,
-                                                                                 init)
+        return ParallelTraining(settings, data, save_dir, state, DataParallelEngine).run(
+            report, log, init)
 
 
 def worker(send, settings, data, save_dir, resume, init):
     """What each worker started by :func:`train_in_parallel` runs: the training, its
-    events and log lines sent to the process that started the workers."""
+    events and log lines sent to the process that started the workers, and what it last
+    did (every worker), for the starter to say should it stop answering."""
     return train_in_parallel(Settings.given(**settings), data, save_dir, resume, init,
                              lambda event: send(("event", event)),
-                             lambda line: send(("log", line)))
+                             lambda line: send(("log", line)),
+                             lambda event: send(("progress", (
+                                 f"pass {event.pass_id} batch {event.batch_id}"
+                                 if isinstance(event, StepEvent) else
+                                 f"testing pass {event.pass_id}"))))
+
+
+class ParallelTraining(Training):
+    """A training in several workers keeps a checkpoint after every pass but the last:
+    should a worker die or stop answering, the others cannot write one (every save is a
+    collective step), and the run goes on from the last pass's (see :func:`kept`)."""
+
+    def keep_best_pass(self, event):
+        super().keep_best_pass(event)
+        if event.pass_id + 1 < self.settings.epochs:
+            self.save_checkpoint(event.pass_id + 1, 0, self.rng.bit_generator.state,
+                                 [[], [], []])
+
+
+def kept(save_dir, resume, since):
+    """What a training the workers left unfinished may go on from: the checkpoint in
+    ``save_dir`` written ``since`` (a time), or the one it resumed from."""
+    from ..plumbing.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(save_dir)
+    try:
+        state = checkpoint.read()
+        fresh = resume or (checkpoint.folder / "state.json").stat().st_mtime >= since - 2
+    except (ConfigError, OSError):
+        fresh = False
+    if not fresh:
+        return "nothing to go on from (a checkpoint is written after every pass)"
+    return (f"the checkpoint of pass {state['pass_id']}, batch {state['batch_id']} is in "
+            f"{checkpoint.folder}: {checkpoint.how_to_go_on()}")
 
 
 def join(log=None):
@@ -236,15 +277,15 @@ def check_workers(settings):
     if workers > 1 and graph != "dynamic":
         raise ConfigError(f"workers={workers} trains the dynamic graph (Paddle's static data "
                           f"parallelism does not run on the new IR): add graph='dynamic'")
-    if workers > batch_size:
-        raise ConfigError(f"a batch of {batch_size} cannot be split over {workers} workers; "
-                          f"choose workers={batch_size} or fewer")
+    limits = [(batch_size, f"a batch of {batch_size} cannot be split over {workers} workers")]
     if workers > started:  # to be started here
         have, what = ((paddle.device.cuda.device_count(), "GPUs") if uses_gpu(settings) else
                       (available_cores(), "cores"))
-        if workers > have:
-            raise ConfigError(f"workers={workers}: this process may use {have} {what}, one "
-                              f"a worker; choose workers={have} or fewer")
+        limits.append((have, f"workers={workers}: this process may use {have} {what}, one "
+                             f"a worker"))
+    top, why = min(limits)  # the tighter limit: what it suggests is accepted
+    if workers > top:
+        raise ConfigError(f"{why}; choose workers={top} or fewer")
     return workers
 
 
@@ -257,10 +298,7 @@ def role(save_dir, resume):
     if world()[0] == 0:
         yield save_dir, True
         return
-    folder = Path(tempfile.mkdtemp(prefix="recognize-digits-worker-")) / "model"
-    try:
+    with scratch_folder("worker") as folder:  # removed at the next start if killed
         if resume and (Path(save_dir) / "checkpoint").is_dir():
-            shutil.copytree(Path(save_dir) / "checkpoint", folder / "checkpoint")
-        yield str(folder), False
-    finally:
-        shutil.rmtree(folder.parent, ignore_errors=True)
+            shutil.copytree(Path(save_dir) / "checkpoint", folder / "model" / "checkpoint")
+        yield str(folder / "model"), False

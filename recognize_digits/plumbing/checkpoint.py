@@ -58,15 +58,20 @@ class Checkpoint:
     def settings(self, state, given):
         """The settings of the checkpoint's training, from its ``state``: a resumed training
         goes on with them. ``given`` ones (name: value) may say where it runs (device,
-        threads, oneDNN); any other that differs from the checkpoint's is refused, named."""
+        threads, oneDNN, workers); any other that differs from the checkpoint's is refused,
+        named."""
         recorded = state["metrics"]
         differ = [f"{k}={v!r} (it has {recorded[k]!r})" for k, v in given.items()
-                  if k in Settings.RESUMED and v != recorded[k]]
+                  if k in Settings.RESUMED and k not in Settings.MOVABLE and v != recorded[k]]
         if differ:
             raise ConfigError(f"{self.save_dir}: resume=True goes on with the settings the "
                               f"training started with, and these differ: {'; '.join(differ)}; "
                               f"leave them out, or start a new training without resume=True")
-        return Settings(**given).resumed(recorded)
+        return Settings(**given).resumed(recorded, given)
+
+    def how_to_go_on(self):
+        return (f"go on with resume=True and save_dir={str(self.save_dir)!r} (and the same "
+                f"data)")
 
     def check_data(self, state, source):
         """Refuse to go on with other data than the checkpoint's training had."""
