@@ -17,7 +17,7 @@ import numpy as np
 
 from .data import MNIST, batches, load_mnist, validation_size
 from .engine import MODEL_PREFIX, select_place
-from .errors import DivergedError, TrainingInterrupted
+from .errors import DivergedError
 from .events import PassEvent, StepEvent, log_every_100
 from .plumbing.signals import StopOnCtrlC
 from .plumbing.storage import check_save_dir, exclusive, write_checksum, write_folder, write_json
@@ -134,7 +134,8 @@ class Training:
                 handler(event)
                 pressed = self.engine.agree(0.0, 0.0, ctrl_c.pressed)[2]
                 if pressed and pass_id + 1 < self.settings.epochs:  # while testing or saving
-                    self.interrupt(pass_id + 1, 0, self.rng.bit_generator.state, [[], [], []])
+                    checkpoint(self.save_dir).stop(self, pass_id + 1, 0,
+                                                   self.rng.bit_generator.state, [[], [], []])
         return self.finish(log)
 
     def start(self, log, init):
@@ -180,7 +181,8 @@ class Training:
             # several workers stop together, after the batch they agreed on; one process also
             # after a Ctrl-C its event handler saw
             if stop or ctrl_c.pressed and self.settings.workers == 1:
-                self.interrupt(pass_id, batch_id + 1, pass_rng, [costs, accs, sizes])
+                checkpoint(self.save_dir).stop(self, pass_id, batch_id + 1, pass_rng,
+                                               [costs, accs, sizes])
         return float(np.average(costs, weights=sizes)), float(np.average(accs, weights=sizes))
 
     def keep_best_pass(self, event):
@@ -205,18 +207,6 @@ class Training:
             write_checksum(folder / f"{MODEL_PREFIX}.pdiparams")
             write_json(folder / "metrics.json", self.metrics)
         write_folder(self.save_dir, fill, carry=True)
-
-    def interrupt(self, pass_id, batch_id, rng_state, partial):
-        """Save a checkpoint to go on from ``batch_id`` of ``pass_id``, then stop."""
-        stopped = checkpoint(self.save_dir)
-        stopped.write(self.engine, {
-            "pass_id": pass_id, "batch_id": batch_id, "rng": rng_state, "partial": partial,
-            "seconds": time.perf_counter() - self.pass_start if batch_id else 0,
-            "metrics": self.metrics})
-        raise TrainingInterrupted(
-            f"stopped at pass {pass_id}, batch {batch_id}; a checkpoint is in "
-            f"{stopped.folder}: go on with resume=True and "
-            f"save_dir={str(self.save_dir)!r} (and the same data)")
 
     def finish(self, log):
         """Drop the checkpoint and report the chosen pass's test results."""

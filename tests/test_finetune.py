@@ -15,7 +15,7 @@ from recognize_digits.errors import RecognizeDigitsError
 from recognize_digits.own_digits.finetune import finetune, split
 from recognize_digits.infer import InferenceModel
 from recognize_digits.own_digits.folders import load_labelled_images
-from recognize_digits.plumbing.model_files import saved_parameters
+from recognize_digits.plumbing.checkpoint import saved_parameters
 
 from conftest import subset
 

@@ -19,7 +19,7 @@ from ..data import MNIST, load_mnist, pixels
 from ..errors import ConfigError, ModelError
 from ..infer import InferenceModel, evaluate
 from ..models import MODELS
-from ..plumbing.model_files import saved_parameters
+from ..plumbing.checkpoint import saved_parameters
 from ..plumbing.storage import write_json
 from ..settings import Settings
 from ..training import train

@@ -11,13 +11,16 @@ settings included.
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import paddle
 
-from ..errors import ConfigError, one_line
+from ..engine import MODEL_PREFIX
+from ..errors import ConfigError, TrainingInterrupted, one_line
 from ..settings import Settings
+from .model_files import load_program
 from .storage import recover_folder, write_folder, write_json
 
 
@@ -34,6 +37,19 @@ class Checkpoint:
             engine.save_checkpoint(folder / "train")
             write_json(folder / "state.json", state)
         write_folder(self.folder, fill)
+
+    def stop(self, training, pass_id, batch_id, rng_state, partial):
+        """Save a checkpoint of ``training`` (a :class:`~..training.Training`) to go on from
+        ``batch_id`` of ``pass_id`` (``rng_state`` to deal that pass's batches again, and
+        ``partial``, the costs, accuracies and sizes of its batches so far), then stop it
+        with :class:`TrainingInterrupted`."""
+        self.write(training.engine, {
+            "pass_id": pass_id, "batch_id": batch_id, "rng": rng_state, "partial": partial,
+            "seconds": time.perf_counter() - training.pass_start if batch_id else 0,
+            "metrics": training.metrics})
+        raise TrainingInterrupted(
+            f"stopped at pass {pass_id}, batch {batch_id}; a checkpoint is in {self.folder}: "
+            f"go on with resume=True and save_dir={str(self.save_dir)!r} (and the same data)")
 
     def read(self):
         """The ``state.json`` of the checkpoint, checked; a :class:`ConfigError` if there is
@@ -129,6 +145,12 @@ def check_checkpoint(prefix, parameters, names=None):
         if moment and (moment.group(1) not in names or
                        list(np.shape(np.asarray(value))) != list(names[moment.group(1)])):
             raise ValueError(f"the optimizer's {key} does not fit this network")
+
+
+def saved_parameters(model_dir):
+    """Every parameter of the model saved in ``model_dir`` (batch-norm statistics too),
+    name: value, as a training can start from them (``train(init=...)``)."""
+    return load_program(Path(model_dir) / MODEL_PREFIX)[1]
 
 
 def parameters_for(names_and_shapes, values):

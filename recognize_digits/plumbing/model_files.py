@@ -2,12 +2,10 @@
 the parameters, and each parameter's shape and size, so that a damaged file is refused in
 one line instead of answering nonsense."""
 
-from pathlib import Path
-
 import numpy as np
 import paddle
 
-from ..engine import MODEL_PREFIX, graph_mode
+from ..engine import graph_mode
 from ..errors import ModelError
 from .storage import checksum_matches
 
@@ -23,12 +21,6 @@ def load_program(prefix):
             str(prefix), paddle.static.Executor(paddle.CPUPlace()))
     return program, {p.name: np.array(scope.find_var(p.name).get_tensor())
                      for p in program.global_block().all_parameters()}
-
-
-def saved_parameters(model_dir):
-    """Every parameter of the model saved in ``model_dir`` (batch-norm statistics too),
-    name: value, as a training can start from them (``train(init=...)``)."""
-    return load_program(Path(model_dir) / MODEL_PREFIX)[1]
 
 
 def check_sum(params, fix):
