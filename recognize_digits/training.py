@@ -19,6 +19,7 @@ from .data import MNIST, batches, load_mnist, validation_size
 from .engine import MODEL_PREFIX, select_place
 from .errors import DivergedError
 from .events import PassEvent, StepEvent, log_every_100
+from .plumbing.model_files import load_program, refused_parameter
 from .plumbing.signals import StopOnCtrlC
 from .plumbing.storage import check_save_dir, exclusive, write_checksum, write_folder, write_json
 from .settings import Settings
@@ -170,13 +171,8 @@ class Training:
             cost, acc, stop = self.engine.agree(*self.engine.step(x, y), ctrl_c.pressed)
             costs.append(cost), accs.append(acc), sizes.append(len(x))
             if diverged(costs):
-                best = self.metrics["best_pass"]
-                kept = (f"the model of pass {best} stays in {self.save_dir}" if best is not None
-                        else "nothing was saved")
-                raise DivergedError(
-                    f"training diverged: the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
-                    f"{batch_id}; {kept}. Try a smaller learning rate than "
-                    f"{self.settings.learning_rate}")
+                raise self.diverged(f"the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
+                                    f"{batch_id}", self.metrics["best_pass"])
             handler(StepEvent(pass_id, batch_id, costs[-1], accs[-1], count))
             # several workers stop together, after the batch they agreed on; one process also
             # after a Ctrl-C its event handler saw
@@ -194,19 +190,32 @@ class Training:
         if (event.val_cost is None or best is None
                 or event.val_cost < metrics["passes"][best]["val_cost"]):
             metrics["best_pass"] = event.pass_id
-            self.save_model()
+            self.save_model(kept=best)
         else:
             write_json(self.save_dir / "metrics.json", metrics)
 
-    def save_model(self):
+    def save_model(self, kept=None):
         """Save the inference model and ``metrics.json`` as one: both are written to a new
         folder, which then takes the place of the save folder in one step. Anything else in
-        it is carried over."""
+        it is carried over. Parameters a loader would refuse (see :mod:`.model_files`) are
+        a divergence: the folder keeps the model of pass ``kept``, or nothing."""
         def fill(folder):
             self.engine.save_inference_model(folder / MODEL_PREFIX)
+            problem = refused_parameter(*load_program(folder / MODEL_PREFIX))
+            if problem:
+                raise self.diverged(f"after pass {self.metrics['best_pass']}, {problem}", kept)
             write_checksum(folder / f"{MODEL_PREFIX}.pdiparams")
             write_json(folder / "metrics.json", self.metrics)
         write_folder(self.save_dir, fill, carry=True)
+
+    def diverged(self, what, kept):
+        """The error that stops a training that blew up, as ``what`` shows; the save folder
+        keeps the model of pass ``kept`` (None: nothing was saved)."""
+        return DivergedError(
+            f"training diverged: {what}; " + (f"the model of pass {kept} stays in "
+                                              f"{self.save_dir}" if kept is not None else
+                                              "nothing was saved")
+            + f". Try a smaller learning rate than {self.settings.learning_rate}")
 
     def finish(self, log):
         """Drop the checkpoint and report the chosen pass's test results."""
@@ -224,11 +233,11 @@ class Training:
 
 
 def diverged(costs):
-    """Whether a pass's batch costs so far show a run that blew up.
+    """Whether a pass's batch costs so far show a run that blew up, from its first batch
+    on (a fine-tuning's pass may have only a few).
 
-    A cost that is not finite, or the last 20 averaging over ten times the 2.3 of
-    guessing uniformly: Paddle's cross entropy clips log(0), so a run that blows up
-    shows a cost stuck far above guessing rather than inf.
+    A cost that is not finite, or the last 20 (or all, if fewer) averaging over ten
+    times the 2.3 of guessing uniformly when the first was below: Paddle's cross entropy
+    clips log(0), so a run that blows up shows a cost far above guessing rather than inf.
     """
-    return not np.isfinite(costs[-1]) or (
-        len(costs) >= 20 and np.mean(costs[-20:]) > 10 * np.log(10) > costs[0])
+    return not np.isfinite(costs[-1]) or np.mean(costs[-20:]) > 10 * np.log(10) > costs[0]

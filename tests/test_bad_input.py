@@ -184,13 +184,30 @@ def test_save_dir_that_is_a_file_or_not_writable(tmp_path, sample, monkeypatch):
         train("softmax", data=sample, save_dir=tmp_path / "ro", **quiet())
 
 
-def test_divergence_stops_and_keeps_the_saved_model(tmp_path, sample):
+@pytest.mark.parametrize("batch_size", [64, 1024])
+def test_divergence_stops_and_keeps_the_saved_model(batch_size, tmp_path, sample):
+    # 1024: three batches a pass, too few for a check that waited for 20 (the model it
+    # then saved held values no loader takes, over the good one)
     train("softmax", epochs=1, data=sample, save_dir=tmp_path, seed=0, **quiet())
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(DivergedError, match="diverged.*batch 19;.*nothing was saved.*smaller "
-                                            "learning rate"):
-        train("cnn", epochs=2, learning_rate=1e6, data=sample, save_dir=tmp_path, seed=0, **quiet())
+    with pytest.raises(DivergedError, match=r"diverged: the cost is \S+ at pass 0, batch [12]; "
+                                            r"nothing was saved.*smaller learning rate"):
+        train("cnn", epochs=2, learning_rate=1e6, batch_size=batch_size, data=sample,
+              save_dir=tmp_path, seed=0, **quiet())
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert InferenceModel(tmp_path).predict(load_image(INFER_3))[0] == [3]
+
+
+def test_no_model_a_loader_would_refuse_is_saved(tmp_path, sample):
+    # one batch a pass shows no cost to judge by; the parameters it would save show it
+    train("softmax", epochs=1, data=sample, save_dir=tmp_path, seed=0, **quiet())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(DivergedError, match=r"diverged: after pass 0, parameter linear_0\.\S+ "
+                                            r"holds values as large as 1e\+07; nothing was saved"):
+        train("softmax", epochs=1, batch_size=4096, learning_rate=1e7, data=sample,
+              save_dir=tmp_path, seed=0, **quiet())
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.new-*"))  # nor half of one
 
 
 def test_mnist_html_page(tmp_path):

@@ -11,13 +11,13 @@ from PIL import Image
 
 from recognize_digits import cli
 from recognize_digits.own_digits import sources
-from recognize_digits.errors import RecognizeDigitsError
+from recognize_digits.errors import DivergedError, RecognizeDigitsError
 from recognize_digits.own_digits.finetune import finetune, split
-from recognize_digits.infer import InferenceModel
+from recognize_digits.infer import InferenceModel, load_image
 from recognize_digits.own_digits.folders import load_labelled_images
 from recognize_digits.plumbing.checkpoint import saved_parameters
 
-from conftest import subset
+from conftest import INFER_3, subset
 
 
 def fingerprint(folder):
@@ -143,6 +143,22 @@ def test_overwrite_replaces_the_model_when_asked(trained_cnn, sample, pen_digits
                        overwrite=True, **quiet())
     assert json.loads((base / "metrics.json").read_text())["finetune"]["base_model"] == str(base)
     assert metrics["finetune"]["digits"] == 40
+
+
+@pytest.mark.parametrize("learning_rate", [1e6, 0.1])
+def test_a_diverging_fine_tuning_keeps_the_model_it_would_overwrite(learning_rate, trained_cnn,
+                                                                    sample, pen_digits, tmp_path):
+    # 8 batches a pass: too few for a check that waited for 20, which let 1e6 save a model
+    # no loader takes, and 0.1 one that reads 11%, over the model it started from
+    base = tmp_path / "base"
+    shutil.copytree(trained_cnn[0], base)
+    before, answer = fingerprint(base), InferenceModel(base).predict(load_image(INFER_3))[1]
+    with pytest.raises(DivergedError, match="diverged: the cost is .* at pass 0, batch .*; "
+                                            "nothing was saved"):
+        finetune(base, pen_digits, base, overwrite=True, learning_rate=learning_rate,
+                 data=subset(sample, 300), **quiet())
+    assert fingerprint(base) == before
+    np.testing.assert_array_equal(InferenceModel(base).predict(load_image(INFER_3))[1], answer)
 
 
 def test_the_command_line_fine_tunes(trained_cnn, pen_digits, tmp_path, capsys):

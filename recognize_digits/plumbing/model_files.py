@@ -33,14 +33,25 @@ def check_sum(params, fix):
 
 
 def read_saved_model(prefix):
-    """The declared input shape of a saved model, after checking its parameters: each of
-    the shape its program declares, finite and of a plausible size (a damaged file gives
-    NaN, infinite or enormous values). None if the model cannot be read at all (the
-    predictor then says why); a :class:`ModelError` naming the first bad parameter."""
+    """The declared input shape of a saved model, after checking its parameters (see
+    :func:`refused_parameter`). None if the model cannot be read at all (the predictor
+    then says why); a :class:`ModelError` naming the first bad parameter."""
     try:
         program, values = load_program(prefix)
     except (RuntimeError, ValueError, OSError):
         return None
+    problem = refused_parameter(program, values)
+    if problem:
+        raise ModelError(f"{prefix}.pdiparams: {problem}, so the file is damaged")
+    return [list(op.result(0).shape) for op in program.global_block().ops
+            if op.name() == "pd_op.data"][0]
+
+
+def refused_parameter(program, values):
+    """What is wrong with the first parameter that no trained model has, or None: each
+    must have the shape its program declares and be finite and of a plausible size (a
+    damaged file gives NaN, infinite or enormous values; so does a training that blew
+    up, which therefore saves nothing this refuses)."""
     for param in program.global_block().all_parameters():
         value = values[param.name]
         problem = (f"has shape {list(value.shape)}, not {list(param.shape)}"
@@ -49,7 +60,5 @@ def read_saved_model(prefix):
                    f"holds values as large as {np.abs(value).max():.3g}"
                    if np.abs(value).max() > MAX_PARAMETER else None)
         if problem:
-            raise ModelError(f"{prefix}.pdiparams: parameter {param.name} {problem}, so the "
-                             f"file is damaged")
-    return [list(op.result(0).shape) for op in program.global_block().ops
-            if op.name() == "pd_op.data"][0]
+            return f"parameter {param.name} {problem}"
+    return None
