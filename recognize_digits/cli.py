@@ -311,9 +311,10 @@ def _finetune(args):
                        event_handler=_progress(), log=tqdm.write)
     tuned = metrics["finetune"]
     before, after = tuned["before"], tuned["after"]
-    print(f"Your {tuned['held_out']} held-out digits: {100 * before['held_out_accuracy']:.1f}% "
-          f"before, {100 * after['held_out_accuracy']:.1f}% after; MNIST test: "
-          f"{100 * before['mnist_test_accuracy']:.2f}% before, "
+    yours = (f"Your {tuned['held_out']} held-out digits: {100 * before['held_out_accuracy']:.1f}% "
+             f"before, {100 * after['held_out_accuracy']:.1f}% after" if tuned["held_out"] else
+             "None of your digits held out (give two or more of a digit to hold some out)")
+    print(f"{yours}; MNIST test: {100 * before['mnist_test_accuracy']:.2f}% before, "
           f"{100 * after['mnist_test_accuracy']:.2f}% after")
     print(f"Saved the fine-tuned model in {args.save_dir}")
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from ..engine import MODEL_PREFIX
-from ..errors import ConfigError, TrainingInterrupted, one_line
+from ..engine import MODEL_PREFIX, graph_mode
+from ..errors import ConfigError, ModelError, TrainingInterrupted, one_line
+from ..models import LAYERS
 from ..settings import Settings
 from .model_files import load_program
 from .storage import recover_folder, write_folder, write_json
@@ -151,6 +152,30 @@ def saved_parameters(model_dir):
     """Every parameter of the model saved in ``model_dir`` (batch-norm statistics too),
     name: value, as a training can start from them (``train(init=...)``)."""
     return load_program(Path(model_dir) / MODEL_PREFIX)[1]
+
+
+def network_of(values):
+    """The name of the network (see :data:`~..models.LAYERS`) whose parameters ``values``
+    (name: array, as :func:`saved_parameters` gives them) are, by their names and sizes;
+    None for a network of none of them."""
+    sizes = {name: np.size(value) for name, value in values.items()}
+    for name, layer in LAYERS.items():
+        with graph_mode("dynamic"), paddle.utils.unique_name.guard():  # named as when saved
+            if {p.name: p.size for p in layer().state_dict().values()} == sizes:
+                return name
+    return None
+
+
+def check_network(model_dir, metrics, fix):
+    """Refuse a model folder whose ``metrics`` (its metrics.json) name another network
+    than the one its parameters are, in one line saying what to do (``fix``): fine-tuned
+    or exported, it would be taken for what it is not."""
+    named, found = metrics.get("model"), network_of(saved_parameters(model_dir))
+    if named != found:
+        what = f"those of {found!r}" if found else "of no network this package trains"
+        raise ModelError(f"{model_dir}: its metrics.json says the network is {named!r}, but "
+                         f"its parameters are {what}, so the two come from different "
+                         f"models; {fix}")
 
 
 def parameters_for(names_and_shapes, values):

@@ -214,16 +214,23 @@ def _link_or_copy(src, dst):
     return dst
 
 
+_NESTED = set()  # folders held with nested=True
+
+
 @contextmanager
-def exclusive(folder):
+def exclusive(folder, nested=False):
     """Hold ``folder`` for one writer: a second one is refused with a clear error.
 
     The lock file lies beside the folder (``.NAME.lock``), so swapping the folder itself
     does not drop it: ``flock`` where there is one, ``msvcrt.locking`` on Windows, and
     nothing where neither exists. Leftovers of writers that were killed are removed, and a
-    swap they cut short is completed.
+    swap they cut short is completed. ``nested=True`` lets the writer this one starts (a
+    fine-tuning's training, after the images are read) hold the folder too.
     """
     folder = Path(folder)
+    if folder in _NESTED:
+        yield
+        return
     with open(folder.parent / f".{folder.name}.lock", "a+") as lock:
         if not _lock(lock.fileno()):
             lock.seek(0)
@@ -237,8 +244,11 @@ def exclusive(folder):
             recover_folder(folder)
             for stale in folder.parent.glob(f".{folder.name}.new-*"):
                 shutil.rmtree(stale, ignore_errors=True)
+            if nested:
+                _NESTED.add(folder)
             yield
         finally:
+            _NESTED.discard(folder)
             if fcntl is None and msvcrt is not None:  # closing unlocks only "eventually" there
                 os.lseek(lock.fileno(), _LOCKED_BYTE, os.SEEK_SET)
                 msvcrt.locking(lock.fileno(), msvcrt.LK_UNLCK, 1)
