@@ -408,6 +408,9 @@ def _predict(args):
         try:
             image = path
             if path == "-":  # an image piped in
+                if sys.stdin is None:  # started with standard input closed (<&-)
+                    raise ImageError("standard input: closed; pipe an image in, as in "
+                                     "'recognize-digits predict - < IMAGE'")
                 image = io.BytesIO(sys.stdin.buffer.read())
                 image.name = "standard input"
             inputs.append(load_image(image, preprocess=args.preprocess))
@@ -494,11 +497,14 @@ def _one_line_notes(show_warning):
 
 
 def main(argv=None):
-    try:
+    try:  # Paddle takes seconds to load: a Ctrl-C meanwhile is said as any other
         import paddle  # noqa: F401
     except ImportError:
         print(f"recognize-digits: error: {NO_PADDLE}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("recognize-digits: interrupted", file=sys.stderr)
+        return 130
     args = build_parser().parse_args(argv)
     words = lambda error: in_cli_words(str(error), args.command_parser)  # noqa: E731
     try:

@@ -46,10 +46,6 @@ class WorkerError(RecognizeDigitsError, RuntimeError):
     """A worker of a data-parallel training failed or died: every worker was stopped."""
 
 
-class SourceUnavailable(RecognizeDigitsError, RuntimeError):
-    """A source of digits needs something that is not installed."""
-
-
 class FallbackWarning(RuntimeWarning):
     """A fast path is not available on this Paddle: the plain kernels are used instead."""
 

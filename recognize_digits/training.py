@@ -197,8 +197,7 @@ class Training:
     def save_model(self, kept=None):
         """Save the inference model and ``metrics.json`` as one: both are written to a new
         folder, which then takes the place of the save folder in one step. Anything else in
-        it is carried over. Parameters a loader would refuse (see :mod:`.model_files`) are
-        a divergence: the folder keeps the model of pass ``kept``, or nothing."""
+        it is carried over. Parameters the loader would refuse are a :meth:`diverged` run."""
         def fill(folder):
             self.engine.save_inference_model(folder / MODEL_PREFIX)
             problem = refused_parameter(*load_program(folder / MODEL_PREFIX))
@@ -209,8 +208,7 @@ class Training:
         write_folder(self.save_dir, fill, carry=True)
 
     def diverged(self, what, kept):
-        """The error that stops a training that blew up, as ``what`` shows; the save folder
-        keeps the model of pass ``kept`` (None: nothing was saved)."""
+        """Stop a training that blew up, as ``what`` shows; the folder keeps pass ``kept``'s."""
         return DivergedError(
             f"training diverged: {what}; " + (f"the model of pass {kept} stays in "
                                               f"{self.save_dir}" if kept is not None else

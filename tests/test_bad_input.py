@@ -349,6 +349,31 @@ def test_predict_refuses_what_is_not_an_input_it_can_read(images, message, train
     assert "float images [N, 1, 28, 28] in [-1, 1], as load_image makes them" in str(error.value)
 
 
+def test_evaluate_takes_pixels_or_normalised_images_and_refuses_what_would_score_wrong(
+        trained_cnn, sample):
+    from recognize_digits.infer import evaluate
+
+    model, images, labels = InferenceModel(trained_cnn[0]), sample.test_images, sample.test_labels
+    right = evaluate(model, images, labels)
+    assert right[1] > 0.8
+    # the [-1, 1] floats predict takes are told apart from pixels by their type, not misread
+    assert evaluate(model, data.normalize(images), labels) == pytest.approx(right)
+    assert evaluate(model, data.normalize(images)[:, 0], labels) == pytest.approx(right)
+    for wrong, message in [
+            (images / 255.0, r"^images: floats from 0 to 1, not in \[-1, 1\]"),
+            (images.astype(np.float32), r"^images: floats from 0 to 255"),
+            (images.astype(np.int64), r"^images: int64 values"),
+            (images.reshape(-1, 784), r"^images: shape \[1000, 784\]")]:
+        with pytest.raises(DataError, match=message + ".*; give uint8 pixels"):
+            evaluate(model, wrong, labels)
+    for wrong, message in [(labels[:, None], r"int64 of shape \[1000, 1\]"),
+                           (labels[:10], r"int64 of shape \[10\] from 0 to 9 for 1000 images"),
+                           (labels + 1, r"int64 of shape \[1000\] from 1 to 10"),
+                           (labels.astype(np.float32), "float32 of shape")]:
+        with pytest.raises(DataError, match=f"^labels: {message}"):
+            evaluate(model, images, wrong)
+
+
 def test_predict_takes_every_shape_of_a_28x28_input(trained_cnn):
     model = InferenceModel(trained_cnn[0])
     x = load_image(INFER_3)

@@ -178,6 +178,10 @@ BAD_OPTIONS = [  # every sub-command, every kind of mistake: (arguments, what th
     (["predict", "{file}"], "cannot read it as an image"),
     (["predict", "{tmp}"], "is a folder, not an image"),
     (["predict", "--threads", "many", "x.png"], "invalid int value"),
+    # more OpenMP threads than cores is refused before OpenMP aborts with a C++ trace
+    (["predict", "--threads", "100000", "x.png"], "error: --threads 100000: this process may "
+     "use"),
+    (["train", "--threads", "100000", "--sample"], "or fewer"),
     (["serve", "--port", "70000"], "not a port number from 0 to 65535"),
     (["serve", "--port", "-1"], "not a port number"),
     (["serve", "--port", "http"], "not a port number"),
@@ -384,3 +388,33 @@ def test_sigterm_stops_training_like_ctrl_c(tmp_path):
     assert "recognize-digits: stopped: stopped at pass" in err
     assert (save_dir / "checkpoint" / "state.json").is_file()
     assert run("train", "--resume", "--sample", "--save-dir", save_dir).returncode == 0
+
+
+# Ctrl-C while Paddle loads, made certain: the import of paddle is what it interrupts
+INTERRUPTED_IMPORT = """
+import builtins, sys
+real_import = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == "paddle":
+        raise KeyboardInterrupt
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = interrupted
+from recognize_digits.cli import main
+sys.exit(main(["predict", "x.png"]))
+"""
+
+
+def test_ctrl_c_in_the_first_second_is_one_line(tmp_path):
+    # importing the package loads no Paddle, so the command's own handler is in place
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 130 and proc.stderr == "recognize-digits: interrupted\n", proc.stderr
+
+
+def test_predict_with_standard_input_closed(trained_cnn, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "recognize_digits", "predict", "-", "--model-dir",
+                           str(trained_cnn[0])], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, stdin=subprocess.DEVNULL,
+                          preexec_fn=lambda: os.close(0))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "standard input: closed; pipe an image in" in proc.stderr

@@ -49,9 +49,8 @@ def read_saved_model(prefix):
 
 def refused_parameter(program, values):
     """What is wrong with the first parameter that no trained model has, or None: each
-    must have the shape its program declares and be finite and of a plausible size (a
-    damaged file gives NaN, infinite or enormous values; so does a training that blew
-    up, which therefore saves nothing this refuses)."""
+    must have its program's shape, be finite and of a plausible size (a damaged file, or a
+    training that blew up, gives NaN, infinite or enormous values)."""
     for param in program.global_block().all_parameters():
         value = values[param.name]
         problem = (f"has shape {list(value.shape)}, not {list(param.shape)}"

@@ -224,8 +224,7 @@ def exclusive(folder, nested=False):
     The lock file lies beside the folder (``.NAME.lock``), so swapping the folder itself
     does not drop it: ``flock`` where there is one, ``msvcrt.locking`` on Windows, and
     nothing where neither exists. Leftovers of writers that were killed are removed, and a
-    swap they cut short is completed. ``nested=True`` lets the writer this one starts (a
-    fine-tuning's training, after the images are read) hold the folder too.
+    swap they cut short is completed. ``nested=True`` lets the training it starts in too.
     """
     folder = Path(folder)
     if folder in _NESTED:
