@@ -377,13 +377,15 @@ def _evaluate_images(model, folder, report):
     from .figures.report import report_tables, write_report
     from .infer import confusion_matrix
     from .own_digits.folders import load_labelled_images
+    from .plumbing.names import printable
 
     paths, labels, inputs, skipped = load_labelled_images(folder)
     for path, reason in skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(printable(f"skipped {path}: {reason}"), file=sys.stderr)
     probs = model.predict(inputs)[1]
     accuracy = (probs.argmax(axis=1) == labels).mean()
-    print(f"Accuracy {100 * accuracy:.2f}% on {len(labels)} of your images in {folder}"
+    print(f"Accuracy {100 * accuracy:.2f}% on {len(labels)} of your images in "
+          f"{printable(folder)}"
           + (f" ({len(skipped)} skipped)" if skipped else ""))
     if not report:
         return print(report_tables(confusion_matrix(labels, probs.argmax(axis=1))))
@@ -401,6 +403,7 @@ def _predict(args):
     from .errors import ImageError
     from .deploy.export import open_model
     from .infer import load_image
+    from .plumbing.names import printable
 
     model = open_model(_model_path(args), threads=args.threads, onednn=args.onednn)
     inputs, errors = [], {}  # errors by the image's place in the list
@@ -415,13 +418,13 @@ def _predict(args):
                 image.name = "standard input"
             inputs.append(load_image(image, preprocess=args.preprocess))
         except ImageError as e:
-            errors[i] = str(e)
-            print(f"recognize-digits: error: {e}", file=sys.stderr)
+            errors[i] = printable(e)
+            print(f"recognize-digits: error: {errors[i]}", file=sys.stderr)
     answers = iter(zip(*model.predict(np.concatenate(inputs)))) if inputs else iter(())
     results = [None if i in errors else next(answers) for i in range(len(args.images))]
     if args.json:
-        print(json.dumps([{"image": path, "error": errors[i]} if i in errors else
-                          {"image": path, "digit": int(results[i][0]),
+        print(json.dumps([{"image": printable(path), "error": errors[i]} if i in errors else
+                          {"image": printable(path), "digit": int(results[i][0]),
                            "probabilities": results[i][1].tolist()}
                           for i, path in enumerate(args.images)], indent=1))
     else:
@@ -429,7 +432,7 @@ def _predict(args):
             if result is not None:
                 d, p = result
                 runners_up = ", ".join(f"{k} ({p[k]:.4f})" for k in np.argsort(-p)[1:3])
-                print(f"{path}: {d} (probability {p[d]:.4f}; then {runners_up})")
+                print(f"{printable(path)}: {d} (probability {p[d]:.4f}; then {runners_up})")
     return 1 if errors else 0
 
 

@@ -418,3 +418,31 @@ def test_predict_with_standard_input_closed(trained_cnn, tmp_path):
                           preexec_fn=lambda: os.close(0))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "standard input: closed; pipe an image in" in proc.stderr
+
+
+def test_file_names_that_are_not_utf_8_or_hold_a_newline_are_printed_on_one_line(
+        trained_cnn, tmp_path):
+    import shutil
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    # a 3 labelled 5: a confident mistake, drawn with its name in mistakes.png
+    for name in (b"5_bad\xff\xfename.png", b"3_new\nline.png", b"3_plain.png"):
+        shutil.copy(INFER_3, os.path.join(os.fsencode(folder), name))
+    names = sorted(str(p) for p in folder.iterdir())
+    command = [sys.executable, "-m", "recognize_digits"]
+    proc = subprocess.run([*command, "predict", *names, "--model-dir", str(trained_cnn[0])],
+                          capture_output=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 3 and f"{folder}/3_new\\nline.png: 3 (" in lines[0]
+    assert lines[2].startswith(f"{folder}/5_bad\\xff\\xfename.png: 3 (")
+    proc = subprocess.run([*command, "evaluate", "--model-dir", str(trained_cnn[0]), "--images",
+                           str(folder), "--report", str(tmp_path / "r")], capture_output=True,
+                          timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [m["image"] for m in report["most_confident_mistakes"]] == \
+        [f"{folder}/5_bad\\xff\\xfename.png"]
+    assert (tmp_path / "r" / "mistakes.png").is_file()
