@@ -8,6 +8,7 @@ it all safe and fast is in :mod:`.plumbing`. :mod:`.cli` is the ``recognize-digi
 command.
 """
 
+import importlib
 import os
 import warnings
 
@@ -28,20 +29,17 @@ __version__ = "0.1.0"
 
 from .errors import NO_PADDLE, RecognizeDigitsError  # noqa: E402
 
-__all__ = ["MNIST", "MODELS", "InferenceModel", "RecognizeDigitsError", "Settings", "evaluate",
-           "load_image", "load_mnist", "train"]
+# The public names, each imported when first used: the command starts without waiting for
+# Paddle (a Ctrl-C then is its own), and without Paddle each says how to install one.
+PUBLIC = {"MNIST": "data", "load_mnist": "data", "InferenceModel": "infer", "load_image": "infer",
+          "evaluate": "scoring", "MODELS": "models", "Settings": "settings", "train": "training"}
+__all__ = sorted([*PUBLIC, "RecognizeDigitsError"])
 
-try:  # the package does not require a Paddle, so that pip never puts one over another
-    import paddle  # noqa: F401, E402
-except ImportError:  # what needs Paddle says how to install it
-    def __getattr__(name):
-        if name in __all__:
-            raise ImportError(f"recognize_digits.{name} needs Paddle. {NO_PADDLE}")
+def __getattr__(name):
+    if name not in PUBLIC:
         raise AttributeError(f"module 'recognize_digits' has no attribute {name!r}")
-else:
-    from .data import MNIST, load_mnist  # noqa: E402
-    from .infer import InferenceModel, evaluate, load_image  # noqa: E402
-    from .models import MODELS  # noqa: E402
-    from .settings import Settings  # noqa: E402
-    from .training import train  # noqa: E402
-
+    try:
+        import paddle  # noqa: F401
+    except ImportError:
+        raise ImportError(f"recognize_digits.{name} needs Paddle. {NO_PADDLE}") from None
+    return getattr(importlib.import_module(f".{PUBLIC[name]}", __name__), name)

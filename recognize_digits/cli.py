@@ -314,9 +314,10 @@ def _finetune(args):
                        event_handler=_progress(), log=tqdm.write)
     tuned = metrics["finetune"]
     before, after = tuned["before"], tuned["after"]
-    print(f"Your {tuned['held_out']} held-out digits: {100 * before['held_out_accuracy']:.1f}% "
-          f"before, {100 * after['held_out_accuracy']:.1f}% after; MNIST test: "
-          f"{100 * before['mnist_test_accuracy']:.2f}% before, "
+    yours = (f"Your {tuned['held_out']} held-out digits: {100 * before['held_out_accuracy']:.1f}% "
+             f"before, {100 * after['held_out_accuracy']:.1f}% after" if tuned["held_out"] else
+             "None of your digits held out (give two or more of a digit to hold some out)")
+    print(f"{yours}; MNIST test: {100 * before['mnist_test_accuracy']:.2f}% before, "
           f"{100 * after['mnist_test_accuracy']:.2f}% after")
     print(f"Saved the fine-tuned model in {args.save_dir}")
 
@@ -378,13 +379,15 @@ def _evaluate_images(model, folder, report):
     """``evaluate --images``: the model on a user's own labelled digits."""
     from .figures.report import confusion_matrix, report_tables, write_report
     from .own_digits.folders import load_labelled_images
+    from .plumbing.names import printable
 
     paths, labels, inputs, skipped = load_labelled_images(folder)
     for path, reason in skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(printable(f"skipped {path}: {reason}"), file=sys.stderr)
     probs = model.predict(inputs)[1]
     accuracy = (probs.argmax(axis=1) == labels).mean()
-    print(f"Accuracy {100 * accuracy:.2f}% on {len(labels)} of your images in {folder}"
+    print(f"Accuracy {100 * accuracy:.2f}% on {len(labels)} of your images in "
+          f"{printable(folder)}"
           + (f" ({len(skipped)} skipped)" if skipped else ""))
     if not report:
         return print(report_tables(confusion_matrix(labels, probs.argmax(axis=1))))
@@ -402,6 +405,7 @@ def _predict(args):
     from .errors import ImageError
     from .deploy.export import open_model
     from .infer import load_image
+    from .plumbing.names import printable
 
     model = open_model(_model_path(args), threads=args.threads, onednn=args.onednn)
     inputs, errors = [], {}  # errors by the image's place in the list
@@ -409,17 +413,20 @@ def _predict(args):
         try:
             image = path
             if path == "-":  # an image piped in
+                if sys.stdin is None:  # started with standard input closed (<&-)
+                    raise ImageError("standard input: closed; pipe an image in, as in "
+                                     "'recognize-digits predict - < IMAGE'")
                 image = io.BytesIO(sys.stdin.buffer.read())
                 image.name = "standard input"
             inputs.append(load_image(image, preprocess=args.preprocess))
         except ImageError as e:
-            errors[i] = str(e)
-            print(f"recognize-digits: error: {e}", file=sys.stderr)
+            errors[i] = printable(e)
+            print(f"recognize-digits: error: {errors[i]}", file=sys.stderr)
     answers = iter(zip(*model.predict(np.concatenate(inputs)))) if inputs else iter(())
     results = [None if i in errors else next(answers) for i in range(len(args.images))]
     if args.json:
-        print(json.dumps([{"image": path, "error": errors[i]} if i in errors else
-                          {"image": path, "digit": int(results[i][0]),
+        print(json.dumps([{"image": printable(path), "error": errors[i]} if i in errors else
+                          {"image": printable(path), "digit": int(results[i][0]),
                            "probabilities": results[i][1].tolist()}
                           for i, path in enumerate(args.images)], indent=1))
     else:
@@ -427,7 +434,7 @@ def _predict(args):
             if result is not None:
                 d, p = result
                 runners_up = ", ".join(f"{k} ({p[k]:.4f})" for k in np.argsort(-p)[1:3])
-                print(f"{path}: {d} (probability {p[d]:.4f}; then {runners_up})")
+                print(f"{printable(path)}: {d} (probability {p[d]:.4f}; then {runners_up})")
     return 1 if errors else 0
 
 
@@ -498,11 +505,14 @@ def _one_line_notes(show_warning):
 
 
 def main(argv=None):
-    try:
+    try:  # Paddle takes seconds to load: a Ctrl-C meanwhile is said as any other
         import paddle  # noqa: F401
     except ImportError:
         print(f"recognize-digits: error: {NO_PADDLE}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("recognize-digits: interrupted", file=sys.stderr)
+        return 130
     args = build_parser().parse_args(argv)
     words = lambda error: in_cli_words(str(error), args.command_parser)  # noqa: E731
     try:

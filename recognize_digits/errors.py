@@ -2,7 +2,6 @@
 
 import numpy as np
 
-
 NO_PADDLE = ("PaddlePaddle is not installed: for the CPU, 'pip install paddlepaddle' (or "
              "'pip install \".[cpu]\"' in this project's folder); for CUDA GPUs, "
              "paddlepaddle-gpu from Paddle's own package index, with the command for your CUDA "
@@ -47,12 +46,9 @@ class WorkerError(RecognizeDigitsError, RuntimeError):
     was stopped. The message says what was kept to go on from."""
 
 
-class SourceUnavailable(RecognizeDigitsError, RuntimeError):
-    """A source of digits needs something that is not installed."""
-
-
 class FallbackWarning(RuntimeWarning):
-    """A fast path is not available on this Paddle: the plain kernels are used instead."""
+    """Said once when the package works around something: a fast path this Paddle lacks
+    (the plain kernels are used), or a model that ends in scores (softmax is applied)."""
 
 
 def one_line(error):

@@ -3,7 +3,7 @@ good they are.
 
 :func:`load_image` reads any picture of a digit and prepares it as MNIST's digits were
 prepared (see :mod:`.preprocess`); :class:`InferenceModel` serves the saved model with
-``paddle.inference``; :func:`evaluate` scores it on labelled images.
+``paddle.inference``; :func:`evaluate` (from :mod:`.scoring`) scores it on labelled images.
 """
 
 import warnings
@@ -13,10 +13,10 @@ import numpy as np
 import paddle
 from PIL import Image, ImageOps
 
-from .data import batches, normalize
+from .data import normalize
 from .engine import MODEL_PREFIX, TEST_BATCH_SIZE, select_place
-from .errors import FallbackWarning, ImageError, ModelError, check_positive, one_line
-from .plumbing.fast_cpu import available_cores, set_onednn
+from .errors import FallbackWarning, ImageError, ModelError, one_line
+from .plumbing.fast_cpu import available_cores, check_threads, set_onednn
 from .plumbing.model_files import check_sum, read_saved_model
 from .plumbing.native import errors_held
 from .preprocess import WORK_SIDE, colour_to_grey, mnist_style, on_paper
@@ -27,8 +27,8 @@ MAX_ASPECT = 50  # a digit in a strip narrower than this is a few pixels high at
 
 
 def load_image(path, preprocess=True):
-    """An image file (a path or an open binary file) as the model's input: grey, 28x28,
-    in [-1, 1], ``[1, 1, 28, 28]``.
+    """An image file (a path or an open binary file), or a Pillow image, as the model's
+    input: grey, 28x28, in [-1, 1], ``[1, 1, 28, 28]``.
 
     Any format Pillow reads: EXIF rotation is applied, the first frame of an animation is
     taken, 16-bit images are scaled to 8 bits and transparent ones are laid on white.
@@ -37,20 +37,18 @@ def load_image(path, preprocess=True):
     20x20, centred by mass); ``preprocess=False`` only resizes the image to 28x28, as the
     chapter did, which suits images that are MNIST-like already.
     """
-    image = open_image(path)
-    grey = to_grey(image)
-    return to_input(grey, preprocess, _name(path))
+    return to_input(to_grey(open_image(path)), preprocess, _name(path))
 
 
 def _name(path):
-    return getattr(path, "name", "the image") if hasattr(path, "read") else str(path)
+    return str(path) if isinstance(path, (str, Path)) else getattr(path, "name", "the image")
 
 
 def open_image(path):
-    """The image in a file, decoded and upright; an :class:`ImageError` that says why
-    for what is no image, or is too small to hold a digit or too large to decode safely."""
+    """The image in a file or a Pillow image, decoded and upright; an :class:`ImageError`
+    that says why for what is no image, too small to hold a digit or too large to decode."""
     name = _name(path)
-    if not hasattr(path, "read"):  # else an open binary file, such as an upload
+    if isinstance(path, (str, Path)):  # else an open binary file (an upload) or an image
         path = Path(path)
         if path.is_dir():
             raise ImageError(f"{path}: is a folder, not an image; name an image file")
@@ -62,7 +60,7 @@ def open_image(path):
     try:
         with warnings.catch_warnings():  # the size is checked below, with a clearer message
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = path.copy() if isinstance(path, Image.Image) else Image.open(path)  # closed below
         with im:
             width, height = im.size
             if width * height > MAX_PIXELS:
@@ -125,18 +123,26 @@ class Predictor:
 
     SMALL_BATCH = 16  # up to this many images, one thread is faster than several
     FAILURES = (RuntimeError, ValueError, OSError)  # how the runtime says a model cannot run
+    scores = False  # whether the model answers scores, which predict makes probabilities
 
     def __init__(self, threads=None):
-        check_positive(threads=threads)
+        check_threads(threads)
         self.threads = threads or available_cores()
 
     def predict(self, images):
         """Digits ``int64 [N]`` and probabilities ``float32 [N, 10]`` for images as
-        :func:`load_image` makes them: float ``[N, 1, 28, 28]`` (or ``[28, 28]``,
-        ``[N, 28, 28]``) in [-1, 1]; anything else is refused with an :class:`ImageError`
-        (see :func:`check_inputs`)."""
+        :func:`load_image` makes them: float ``[N, 1, 28, 28]`` (or ``[28, 28]``, ``[N, 28,
+        28]``) in [-1, 1], else an :class:`ImageError` (see :func:`check_inputs`); 1,000 at
+        a time, so memory stays bounded. A model ending in scores gets softmax (see
+        :func:`.scoring.as_probabilities`)."""
         images = check_inputs(images)
-        probs = self._run(images, 1 if len(images) <= self.SMALL_BATCH else self.threads)
+        threads = 1 if len(images) <= self.SMALL_BATCH else self.threads
+        probs = np.concatenate([self._run(images[i:i + TEST_BATCH_SIZE], threads)
+                                for i in range(0, max(len(images), 1), TEST_BATCH_SIZE)])
+        if self.scores or not (-1e-6 <= probs.min(initial=0) <= probs.max(initial=1) <= 1 + 1e-6
+                               and np.allclose(probs.sum(axis=-1), 1, atol=1e-3)):
+            from .scoring import as_probabilities  # a model of this package never needs it
+            probs = as_probabilities(self, probs)
         return probs.argmax(axis=1), probs
 
     def _run(self, images, threads):
@@ -169,8 +175,9 @@ class InferenceModel(Predictor):
     def __init__(self, model_dir, device="auto", threads=None, onednn=None):
         model_dir = Path(model_dir)
         train_one = f"train one with 'recognize-digits train --save-dir {model_dir}'"
-        if not model_dir.is_dir():
-            raise ModelError(f"{model_dir}: no such folder; {train_one}")
+        if not model_dir.is_dir():  # an .onnx file is no folder: say what reads it
+            raise ModelError(f"{model_dir}: no such folder; " + ("read an ONNX file with deploy."
+                             "export.OnnxModel" if model_dir.suffix == ".onnx" else train_one))
         self.files = [model_dir / (MODEL_PREFIX + suffix) for suffix in (".json", ".pdiparams")]
         missing = [f.name for f in self.files if not f.is_file()]
         if missing:
@@ -249,14 +256,9 @@ def check_inputs(images):
     return np.ascontiguousarray(array, np.float32).reshape(-1, 1, 28, 28)
 
 
-def predict_all(model, images):
-    """Probabilities ``float32 [N, 10]`` for uint8 ``images``, in batches."""
-    return np.concatenate([model.predict(x)[1] for x, _ in
-                           batches(images, np.zeros(len(images), np.int64), TEST_BATCH_SIZE)])
-
-
-def evaluate(model, images, labels, probs=None):
-    """Mean cross-entropy cost and accuracy of ``model`` on uint8 ``images``."""
-    probs = predict_all(model, images) if probs is None else probs
-    cost = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30)).mean()
-    return float(cost), float((probs.argmax(axis=1) == labels).mean())
+def __getattr__(name):
+    """A model's scores, from :mod:`.scoring` when first used (prediction needs none)."""
+    if name not in ("evaluate", "predict_all"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import scoring
+    return getattr(scoring, name)

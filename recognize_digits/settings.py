@@ -56,12 +56,13 @@ class Settings:
         """Refuse, in one line naming the setting, any value no training can run with."""
         from .engine import select_place  # the device must be there
         from .models import check_model
+        from .plumbing.fast_cpu import check_threads  # no more threads than cores
 
         check_model(self.model)
         if self.graph not in ("static", "dynamic"):
             raise ConfigError(f"graph={self.graph!r}: must be 'static' or 'dynamic'")
-        check_positive(epochs=self.epochs, batch_size=self.batch_size, workers=self.workers,
-                       threads=self.threads)
+        check_positive(epochs=self.epochs, batch_size=self.batch_size, workers=self.workers)
+        check_threads(self.threads)
         check_positive(whole=False, learning_rate=self.learning_rate)
         for name, top in (("seed", 2**31), ("validation", None)):
             value = getattr(self, name)

@@ -17,8 +17,9 @@ import numpy as np
 
 from .data import MNIST, batches, load_mnist, validation_size
 from .engine import MODEL_PREFIX, select_place
-from .errors import DivergedError, TrainingInterrupted
+from .errors import DivergedError
 from .events import PassEvent, StepEvent, log_every_100
+from .plumbing.model_files import load_program, refused_parameter
 from .plumbing.signals import StopOnCtrlC
 from .plumbing.storage import check_save_dir, exclusive, write_checksum, write_folder, write_json
 from .settings import Settings
@@ -140,7 +141,8 @@ class Training:
                 handler(event)
                 pressed = self.engine.agree(0.0, 0.0, ctrl_c.pressed)[2]
                 if pressed and pass_id + 1 < self.settings.epochs:  # while testing or saving
-                    self.interrupt(pass_id + 1, 0, self.rng.bit_generator.state, [[], [], []])
+                    checkpoint(self.save_dir).stop(self, pass_id + 1, 0,
+                                                   self.rng.bit_generator.state, [[], [], []])
         return self.finish(log)
 
     def start(self, log, init):
@@ -175,18 +177,14 @@ class Training:
             cost, acc, stop = self.engine.agree(*self.engine.step(x, y), ctrl_c.pressed)
             costs.append(cost), accs.append(acc), sizes.append(len(x))
             if diverged(costs):
-                best = self.metrics["best_pass"]
-                kept = (f"the model of pass {best} stays in {self.save_dir}" if best is not None
-                        else "nothing was saved")
-                raise DivergedError(
-                    f"training diverged: the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
-                    f"{batch_id}; {kept}. Try a smaller learning rate than "
-                    f"{self.settings.learning_rate}")
+                raise self.diverged(f"the cost is {costs[-1]:.4g} at pass {pass_id}, batch "
+                                    f"{batch_id}", self.metrics["best_pass"])
             handler(StepEvent(pass_id, batch_id, costs[-1], accs[-1], count))
             # several workers stop together, after the batch they agreed on; one process also
             # after a Ctrl-C its event handler saw
             if stop or ctrl_c.pressed and self.settings.workers == 1:
-                self.interrupt(pass_id, batch_id + 1, pass_rng, [costs, accs, sizes])
+                checkpoint(self.save_dir).stop(self, pass_id, batch_id + 1, pass_rng,
+                                               [costs, accs, sizes])
         return float(np.average(costs, weights=sizes)), float(np.average(accs, weights=sizes))
 
     def keep_best_pass(self, event):
@@ -198,34 +196,30 @@ class Training:
         if (event.val_cost is None or best is None
                 or event.val_cost < metrics["passes"][best]["val_cost"]):
             metrics["best_pass"] = event.pass_id
-            self.save_model()
+            self.save_model(kept=best)
         else:
             write_json(self.save_dir / "metrics.json", metrics)
 
-    def save_model(self):
+    def save_model(self, kept=None):
         """Save the inference model and ``metrics.json`` as one: both are written to a new
         folder, which then takes the place of the save folder in one step. Anything else in
-        it is carried over."""
+        it is carried over. Parameters the loader would refuse are a :meth:`diverged` run."""
         def fill(folder):
             self.engine.save_inference_model(folder / MODEL_PREFIX)
+            problem = refused_parameter(*load_program(folder / MODEL_PREFIX))
+            if problem:
+                raise self.diverged(f"after pass {self.metrics['best_pass']}, {problem}", kept)
             write_checksum(folder / f"{MODEL_PREFIX}.pdiparams")
             write_json(folder / "metrics.json", self.metrics)
         write_folder(self.save_dir, fill, carry=True)
 
-    def interrupt(self, pass_id, batch_id, rng_state, partial):
-        """Save a checkpoint to go on from ``batch_id`` of ``pass_id``, then stop."""
-        stopped = self.save_checkpoint(pass_id, batch_id, rng_state, partial)
-        raise TrainingInterrupted(f"stopped at pass {pass_id}, batch {batch_id}; a checkpoint "
-                                  f"is in {stopped.folder}: {stopped.how_to_go_on()}")
-
-    def save_checkpoint(self, pass_id, batch_id, rng_state, partial):
-        """Save a checkpoint to go on from ``batch_id`` of ``pass_id``; its :class:`Checkpoint`."""
-        saved = checkpoint(self.save_dir)
-        saved.write(self.engine, {
-            "pass_id": pass_id, "batch_id": batch_id, "rng": rng_state, "partial": partial,
-            "seconds": time.perf_counter() - self.pass_start if batch_id else 0,
-            "metrics": self.metrics})
-        return saved
+    def diverged(self, what, kept):
+        """Stop a training that blew up, as ``what`` shows; the folder keeps pass ``kept``'s."""
+        return DivergedError(
+            f"training diverged: {what}; " + (f"the model of pass {kept} stays in "
+                                              f"{self.save_dir}" if kept is not None else
+                                              "nothing was saved")
+            + f". Try a smaller learning rate than {self.settings.learning_rate}")
 
     def finish(self, log):
         """Drop the checkpoint and report the chosen pass's test results."""
@@ -243,11 +237,11 @@ class Training:
 
 
 def diverged(costs):
-    """Whether a pass's batch costs so far show a run that blew up.
+    """Whether a pass's batch costs so far show a run that blew up, from its first batch
+    on (a fine-tuning's pass may have only a few).
 
-    A cost that is not finite, or the last 20 averaging over ten times the 2.3 of
-    guessing uniformly: Paddle's cross entropy clips log(0), so a run that blows up
-    shows a cost stuck far above guessing rather than inf.
+    A cost that is not finite, or the last 20 (or all, if fewer) averaging over ten
+    times the 2.3 of guessing uniformly when the first was below: Paddle's cross entropy
+    clips log(0), so a run that blows up shows a cost far above guessing rather than inf.
     """
-    return not np.isfinite(costs[-1]) or (
-        len(costs) >= 20 and np.mean(costs[-20:]) > 10 * np.log(10) > costs[0])
+    return not np.isfinite(costs[-1]) or np.mean(costs[-20:]) > 10 * np.log(10) > costs[0]

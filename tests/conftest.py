@@ -84,6 +84,31 @@ def trained_cnn(tmp_path_factory, sample):
     return save_dir, metrics
 
 
+@pytest.fixture(scope="session")
+def paddle_quickstart_lenet(tmp_path_factory, sample):
+    """A model saved as Paddle's own quick start saves one: ``paddle.vision.models.LeNet``
+    (which ends in logits, not softmax) trained through ``paddle.Model`` for a few batches
+    on pixels normalised to [-1, 1], then ``paddle.jit.save``; its folder."""
+    import paddle
+
+    from recognize_digits.data import normalize
+    from recognize_digits.engine import MODEL_PREFIX, graph_mode
+
+    folder = tmp_path_factory.mktemp("quickstart")
+    with graph_mode("dynamic"):
+        paddle.seed(0)
+        net = paddle.vision.models.LeNet()
+        model = paddle.Model(net)
+        model.prepare(paddle.optimizer.Adam(learning_rate=0.001, parameters=net.parameters()),
+                      paddle.nn.CrossEntropyLoss(), paddle.metric.Accuracy())
+        for start in range(0, 64 * 30, 64):
+            model.train_batch([normalize(sample.train_images[start:start + 64])],
+                              [sample.train_labels[start:start + 64, None]])
+        paddle.jit.save(net, str(folder / MODEL_PREFIX),
+                        input_spec=[paddle.static.InputSpec([None, 1, 28, 28], "float32")])
+    return folder
+
+
 def full_mnist_dir():
     """The full MNIST folder named by the environment, or None."""
     folder = os.environ.get(ENV_VAR)

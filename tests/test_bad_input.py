@@ -184,13 +184,30 @@ def test_save_dir_that_is_a_file_or_not_writable(tmp_path, sample, monkeypatch):
         train("softmax", data=sample, save_dir=tmp_path / "ro", **quiet())
 
 
-def test_divergence_stops_and_keeps_the_saved_model(tmp_path, sample):
+@pytest.mark.parametrize("batch_size", [64, 1024])
+def test_divergence_stops_and_keeps_the_saved_model(batch_size, tmp_path, sample):
+    # 1024: three batches a pass, too few for a check that waited for 20 (the model it
+    # then saved held values no loader takes, over the good one)
     train("softmax", epochs=1, data=sample, save_dir=tmp_path, seed=0, **quiet())
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(DivergedError, match="diverged.*batch 19;.*nothing was saved.*smaller "
-                                            "learning rate"):
-        train("cnn", epochs=2, learning_rate=1e6, data=sample, save_dir=tmp_path, seed=0, **quiet())
+    with pytest.raises(DivergedError, match=r"diverged: the cost is \S+ at pass 0, batch [12]; "
+                                            r"nothing was saved.*smaller learning rate"):
+        train("cnn", epochs=2, learning_rate=1e6, batch_size=batch_size, data=sample,
+              save_dir=tmp_path, seed=0, **quiet())
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert InferenceModel(tmp_path).predict(load_image(INFER_3))[0] == [3]
+
+
+def test_no_model_a_loader_would_refuse_is_saved(tmp_path, sample):
+    # one batch a pass shows no cost to judge by; the parameters it would save show it
+    train("softmax", epochs=1, data=sample, save_dir=tmp_path, seed=0, **quiet())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(DivergedError, match=r"diverged: after pass 0, parameter linear_0\.\S+ "
+                                            r"holds values as large as 1e\+07; nothing was saved"):
+        train("softmax", epochs=1, batch_size=4096, learning_rate=1e7, data=sample,
+              save_dir=tmp_path, seed=0, **quiet())
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.new-*"))  # nor half of one
 
 
 def test_mnist_html_page(tmp_path):
@@ -330,6 +347,31 @@ def test_predict_refuses_what_is_not_an_input_it_can_read(images, message, train
     with pytest.raises(ImageError, match=message) as error:
         model.predict(images)
     assert "float images [N, 1, 28, 28] in [-1, 1], as load_image makes them" in str(error.value)
+
+
+def test_evaluate_takes_pixels_or_normalised_images_and_refuses_what_would_score_wrong(
+        trained_cnn, sample):
+    from recognize_digits.infer import evaluate
+
+    model, images, labels = InferenceModel(trained_cnn[0]), sample.test_images, sample.test_labels
+    right = evaluate(model, images, labels)
+    assert right[1] > 0.8
+    # the [-1, 1] floats predict takes are told apart from pixels by their type, not misread
+    assert evaluate(model, data.normalize(images), labels) == pytest.approx(right)
+    assert evaluate(model, data.normalize(images)[:, 0], labels) == pytest.approx(right)
+    for wrong, message in [
+            (images / 255.0, r"^images: floats from 0 to 1, not in \[-1, 1\]"),
+            (images.astype(np.float32), r"^images: floats from 0 to 255"),
+            (images.astype(np.int64), r"^images: int64 values"),
+            (images.reshape(-1, 784), r"^images: shape \[1000, 784\]")]:
+        with pytest.raises(DataError, match=message + ".*; give uint8 pixels"):
+            evaluate(model, wrong, labels)
+    for wrong, message in [(labels[:, None], r"int64 of shape \[1000, 1\]"),
+                           (labels[:10], r"int64 of shape \[10\] from 0 to 9 for 1000 images"),
+                           (labels + 1, r"int64 of shape \[1000\] from 1 to 10"),
+                           (labels.astype(np.float32), "float32 of shape")]:
+        with pytest.raises(DataError, match=f"^labels: {message}"):
+            evaluate(model, images, wrong)
 
 
 def test_predict_takes_every_shape_of_a_28x28_input(trained_cnn):

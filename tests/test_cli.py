@@ -178,6 +178,10 @@ BAD_OPTIONS = [  # every sub-command, every kind of mistake: (arguments, what th
     (["predict", "{file}"], "cannot read it as an image"),
     (["predict", "{tmp}"], "is a folder, not an image"),
     (["predict", "--threads", "many", "x.png"], "invalid int value"),
+    # more OpenMP threads than cores is refused before OpenMP aborts with a C++ trace
+    (["predict", "--threads", "100000", "x.png"], "error: --threads 100000: this process may "
+     "use"),
+    (["train", "--threads", "100000", "--sample"], "or fewer"),
     (["serve", "--port", "70000"], "not a port number from 0 to 65535"),
     (["serve", "--port", "-1"], "not a port number"),
     (["serve", "--port", "http"], "not a port number"),
@@ -387,3 +391,61 @@ def test_sigterm_stops_training_like_ctrl_c(tmp_path):
     assert "recognize-digits: stopped: stopped at pass" in err
     assert (save_dir / "checkpoint" / "state.json").is_file()
     assert run("train", "--resume", "--sample", "--save-dir", save_dir).returncode == 0
+
+
+# Ctrl-C while Paddle loads, made certain: the import of paddle is what it interrupts
+INTERRUPTED_IMPORT = """
+import builtins, sys
+real_import = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == "paddle":
+        raise KeyboardInterrupt
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = interrupted
+from recognize_digits.cli import main
+sys.exit(main(["predict", "x.png"]))
+"""
+
+
+def test_ctrl_c_in_the_first_second_is_one_line(tmp_path):
+    # importing the package loads no Paddle, so the command's own handler is in place
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 130 and proc.stderr == "recognize-digits: interrupted\n", proc.stderr
+
+
+def test_predict_with_standard_input_closed(trained_cnn, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "recognize_digits", "predict", "-", "--model-dir",
+                           str(trained_cnn[0])], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, stdin=subprocess.DEVNULL,
+                          preexec_fn=lambda: os.close(0))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "standard input: closed; pipe an image in" in proc.stderr
+
+
+def test_file_names_that_are_not_utf_8_or_hold_a_newline_are_printed_on_one_line(
+        trained_cnn, tmp_path):
+    import shutil
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    # a 3 labelled 5: a confident mistake, drawn with its name in mistakes.png
+    for name in (b"5_bad\xff\xfename.png", b"3_new\nline.png", b"3_plain.png"):
+        shutil.copy(INFER_3, os.path.join(os.fsencode(folder), name))
+    names = sorted(str(p) for p in folder.iterdir())
+    command = [sys.executable, "-m", "recognize_digits"]
+    proc = subprocess.run([*command, "predict", *names, "--model-dir", str(trained_cnn[0])],
+                          capture_output=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 3 and f"{folder}/3_new\\nline.png: 3 (" in lines[0]
+    assert lines[2].startswith(f"{folder}/5_bad\\xff\\xfename.png: 3 (")
+    proc = subprocess.run([*command, "evaluate", "--model-dir", str(trained_cnn[0]), "--images",
+                           str(folder), "--report", str(tmp_path / "r")], capture_output=True,
+                          timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [m["image"] for m in report["most_confident_mistakes"]] == \
+        [f"{folder}/5_bad\\xff\\xfename.png"]
+    assert (tmp_path / "r" / "mistakes.png").is_file()

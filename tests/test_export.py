@@ -161,6 +161,52 @@ def one_error_line(capsys, code):
     return err.strip()
 
 
+def test_a_model_saved_by_paddle_s_quick_start_is_read_and_exported_with_softmax(
+        paddle_quickstart_lenet, sample, tmp_path, capfd):
+    import onnxruntime
+
+    from recognize_digits.deploy.export import metadata
+
+    folder, target = str(paddle_quickstart_lenet), tmp_path / "quickstart.onnx"
+    note = "note: the model ends in scores (logits), not probabilities"
+    assert cli.main(["predict", str(INFER_3), "--model-dir", folder, "--json"]) == 0
+    out, err = capfd.readouterr()
+    probs = np.array(json.loads(out)[0]["probabilities"])
+    assert json.loads(out)[0]["digit"] == 3 and err.count(note) == 1
+    assert probs.min() >= 0 and probs.max() <= 1 and probs.sum() == pytest.approx(1, abs=1e-5)
+    assert cli.main(["evaluate", "--sample", "--model-dir", folder]) == 0
+    cost = float(capfd.readouterr().out.split("Test cost ")[1].split(",")[0])
+    assert 0 < cost < 2.3
+    assert cli.main(["export", "--model-dir", folder, "--onnx", str(target)]) == 0
+    assert capfd.readouterr().err.count(note) == 1
+    # the file itself ends in the softmax its metadata promises, for any runtime
+    session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    answers = session.run(None, {"img": normalize(sample.test_images[:50])})[0]
+    assert answers.min() >= 0 and np.allclose(answers.sum(axis=1), 1, atol=1e-5)
+    notes = metadata(target)
+    assert "softmax" in notes["output"] and "model" not in notes  # no training recorded
+    assert cli.main(["predict", str(INFER_3), "--onnx", str(target)]) == 0
+    assert note not in capfd.readouterr().err  # it answers probabilities already
+
+
+def test_export_checks_metrics_json_against_the_parameters(saved, tmp_path, capsys):
+    import shutil
+
+    from recognize_digits.deploy.export import metadata
+
+    folder = tmp_path / "m"
+    shutil.copytree(saved["cnn", "static"], folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "model": "mlp"}))
+    assert cli.main(["export", "--model-dir", str(folder), "--onnx", str(tmp_path / "a.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "its metrics.json says the network is 'mlp', but its " \
+        "parameters are those of 'cnn'" in err and not (tmp_path / "a.onnx").exists()
+    (folder / "metrics.json").write_text("null")  # no record of the training: none written
+    assert cli.main(["export", "--model-dir", str(folder), "--onnx", str(tmp_path / "a.onnx")]) == 0
+    assert "model" not in metadata(tmp_path / "a.onnx")
+
+
 def test_export_refuses_a_folder_that_is_no_model(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = cli.main(["export", "--model-dir", str(tmp_path / "empty"), "--onnx",

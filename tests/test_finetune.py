@@ -3,7 +3,9 @@ leaves the model it started from alone."""
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -11,13 +13,15 @@ from PIL import Image
 
 from recognize_digits import cli
 from recognize_digits.own_digits import sources
-from recognize_digits.errors import RecognizeDigitsError
+from recognize_digits.errors import (ConfigError, DivergedError, ModelError, RecognizeDigitsError,
+                                     TrainingInterrupted)
+from recognize_digits.events import StepEvent
 from recognize_digits.own_digits.finetune import finetune, split
-from recognize_digits.infer import InferenceModel
+from recognize_digits.infer import InferenceModel, load_image
 from recognize_digits.own_digits.folders import load_labelled_images
-from recognize_digits.plumbing.model_files import saved_parameters
+from recognize_digits.plumbing.checkpoint import saved_parameters
 
-from conftest import subset
+from conftest import INFER_3, subset
 
 
 def fingerprint(folder):
@@ -126,6 +130,71 @@ def test_bad_input_is_one_line_and_changes_nothing(case, message, trained_cnn, s
     assert fingerprint(base) == before and not (base / "inside").exists()
 
 
+def test_one_image_per_digit_trains_on_all_of_them_and_says_so(trained_cnn, sample, pen_digits,
+                                                               tmp_path):
+    images = tmp_path / "ten"
+    images.mkdir()
+    for digit in range(10):  # the documented minimum: one of each digit
+        shutil.copy(next(pen_digits.glob(f"{digit}_*")), images)
+    lines = []
+    metrics = finetune(trained_cnn[0], images, tmp_path / "out", epochs=2,
+                       data=subset(sample, 300), event_handler=lambda e: None, log=lines.append)
+    assert any("none is held out: training on all 10 of yours and keeping the last pass" in line
+               for line in lines)
+    tuned = metrics["finetune"]
+    assert (tuned["trained_on"], tuned["held_out"], metrics["best_pass"]) == (10, 0, 1)
+    assert tuned["before"]["held_out_accuracy"] is tuned["after"]["held_out_accuracy"] is None
+    assert InferenceModel(tmp_path / "out").predict(load_image(INFER_3))[1].shape == (1, 10)
+
+
+def test_a_model_whose_metrics_name_another_network_is_refused(trained_cnn, sample, pen_digits,
+                                                               tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(trained_cnn[0], base)
+    metrics = json.loads((base / "metrics.json").read_text())
+    (base / "metrics.json").write_text(json.dumps({**metrics, "model": "mlp"}))
+    with pytest.raises(ModelError, match="metrics.json says the network is 'mlp', but its "
+                                         "parameters are those of 'cnn'") as error:
+        finetune(base, pen_digits, tmp_path / "out", epochs=1, data=subset(sample, 300),
+                 **quiet())
+    assert len(str(error.value).splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_says_to_start_again_and_leaves_no_checkpoint(trained_cnn, sample, pen_digits,
+                                                            tmp_path):
+    def ctrl_c_in_pass_1(event):
+        if isinstance(event, StepEvent) and (event.pass_id, event.batch_id) == (1, 2):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as stopped:
+        finetune(trained_cnn[0], pen_digits, tmp_path / "out", epochs=3,
+                 data=subset(sample, 300), event_handler=ctrl_c_in_pass_1, log=lambda *a: None)
+    message = str(stopped.value)  # not "go on with resume=True": finetune has no resume
+    assert message == (f"stopped at pass 1, batch 3; the model of pass 0 is in {tmp_path / 'out'}. "
+                       f"A fine-tuning does not resume: run it again to start over")
+    assert not (tmp_path / "out" / "checkpoint").exists()
+    InferenceModel(tmp_path / "out")  # pass 0's, whole
+
+
+def test_a_second_fine_tuning_into_the_folder_is_refused_before_reading_images(
+        trained_cnn, sample, pen_digits, tmp_path, monkeypatch):
+    from recognize_digits.own_digits import finetune as module
+    from recognize_digits.plumbing.storage import exclusive
+
+    read = []
+    monkeypatch.setattr(module, "load_labelled_images",
+                        lambda *a, **k: read.append(a) or load_labelled_images(*a, **k))
+    (tmp_path / "out").mkdir()
+    with exclusive(tmp_path / "out"):  # a first one, saving there
+        with pytest.raises(ConfigError, match="another training .* is saving there"):
+            finetune(trained_cnn[0], pen_digits, tmp_path / "out", epochs=1,
+                     data=subset(sample, 300), **quiet())
+    assert not read
+    finetune(trained_cnn[0], pen_digits, tmp_path / "out", epochs=1, data=subset(sample, 300),
+             **quiet())  # free again, and the lock it holds lets its own training in
+    assert read and (tmp_path / "out" / "model.pdiparams").is_file()
+
+
 def test_unreadable_files_are_skipped_and_listed(trained_cnn, sample, pen_digits, tmp_path):
     images = copy_some(pen_digits, tmp_path / "mine")
     (images / "7_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
@@ -143,6 +212,22 @@ def test_overwrite_replaces_the_model_when_asked(trained_cnn, sample, pen_digits
                        overwrite=True, **quiet())
     assert json.loads((base / "metrics.json").read_text())["finetune"]["base_model"] == str(base)
     assert metrics["finetune"]["digits"] == 40
+
+
+@pytest.mark.parametrize("learning_rate", [1e6, 0.1])
+def test_a_diverging_fine_tuning_keeps_the_model_it_would_overwrite(learning_rate, trained_cnn,
+                                                                    sample, pen_digits, tmp_path):
+    # 8 batches a pass: too few for a check that waited for 20, which let 1e6 save a model
+    # no loader takes, and 0.1 one that reads 11%, over the model it started from
+    base = tmp_path / "base"
+    shutil.copytree(trained_cnn[0], base)
+    before, answer = fingerprint(base), InferenceModel(base).predict(load_image(INFER_3))[1]
+    with pytest.raises(DivergedError, match="diverged: the cost is .* at pass 0, batch .*; "
+                                            "nothing was saved"):
+        finetune(base, pen_digits, base, overwrite=True, learning_rate=learning_rate,
+                 data=subset(sample, 300), **quiet())
+    assert fingerprint(base) == before
+    np.testing.assert_array_equal(InferenceModel(base).predict(load_image(INFER_3))[1], answer)
 
 
 def test_the_command_line_fine_tunes(trained_cnn, pen_digits, tmp_path, capsys):

@@ -80,3 +80,43 @@ def test_only_a_lone_ascii_digit_labels_an_image(tmp_path):
     assert {p.relative_to(tmp_path).as_posix(): int(l) for p, l in zip(paths, labels)} == {
         "3.png": 3, "3_mine.png": 3, "7/scan.png": 7}
     assert skipped == []
+
+
+def test_a_model_saved_by_paddle_s_quick_start_gets_softmax_once(paddle_quickstart_lenet,
+                                                                  sample):
+    from recognize_digits.errors import FallbackWarning
+    from recognize_digits.infer import evaluate
+
+    with pytest.warns(FallbackWarning, match="ends in scores .logits.*softmax is applied") as said:
+        model = InferenceModel(paddle_quickstart_lenet)
+        digits, probs = model.predict(load_image(INFER_3))
+        _, many = model.predict(normalize(sample.test_images))
+        cost, accuracy = evaluate(model, sample.test_images, sample.test_labels)
+    assert len(said) == 1  # said once, when the model is loaded
+    for p in (probs, many):
+        assert p.min() >= 0 and p.max() <= 1
+        np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    assert digits.tolist() == [3]
+    assert 0 < cost < 2.3 and accuracy > 0.5  # a few batches: better than chance
+
+
+def test_predict_runs_in_batches_of_1000(trained_cnn, sample):
+    # 20,000 images at once peaked at 1.55 GB: the runtime holds every layer's output
+    model = InferenceModel(trained_cnn[0])
+    sizes, run = [], model._run
+    model._run = lambda images, threads: sizes.append(len(images)) or run(images, threads)
+    images = normalize(np.concatenate([sample.test_images] * 3)[:2500])
+    digits, probs = model.predict(images)
+    assert sizes == [1000, 1000, 500] and probs.shape == (2500, 10)
+    np.testing.assert_array_equal(digits[:1000], digits[1000:2000])
+
+
+def test_load_image_takes_a_pillow_image_and_infer_model_names_the_onnx_reader(tmp_path):
+    with Image.open(INFER_3) as im:
+        np.testing.assert_array_equal(load_image(im), load_image(INFER_3))
+        assert im.size == (28, 28)  # still open: a copy was read
+    with pytest.raises(ImageError, match="^the image: 1x1 pixels is too small"):
+        load_image(Image.new("L", (1, 1)))
+    with pytest.raises(ModelError, match=r"a\.onnx: no such folder; read an ONNX file with "
+                                         r"deploy\.export\.OnnxModel$"):
+        InferenceModel(tmp_path / "a.onnx")

@@ -55,12 +55,16 @@ def export_onnx(model_dir, onnx_path, force=False):
     paddle2onnx = _require("paddle2onnx", "exporting to ONNX", INSTALL_EXPORT)
     _require("onnxruntime", "checking the exported model", INSTALL_EXPORT)
     reference = InferenceModel(model_dir)  # a folder that is no model fails here, clearly
-    model_dir = Path(model_dir)
-    found = {}
+    model_dir, found = Path(model_dir), {}
+    metrics = _metrics(model_dir)
+    if "model" in metrics:  # the metadata will name the network: it must be the one saved
+        from ..plumbing.checkpoint import check_network
+
+        check_network(model_dir, metrics, "export the folder the training saved it in")
 
     def write(tmp):
         _convert(paddle2onnx, reference.files, tmp)
-        describe(tmp, _metrics(model_dir))
+        describe(tmp, metrics, softmax=reference.scores)
         found.update(compare(reference, OnnxModel(tmp), load_mnist(sample=True).test_images))
         if found["max_difference"] > TOLERANCE or found["digits_differing"]:
             raise ModelError(f"{model_dir}: the ONNX model's answers differ from Paddle's "
@@ -135,19 +139,29 @@ def _no_installs():
 
 
 def _metrics(model_dir):
+    """The training's record in metrics.json; none (``{}``) for a model saved otherwise
+    (``paddle.jit.save``), or a file that is missing, unreadable or no record (``null``)."""
     try:
-        return json.loads((Path(model_dir) / "metrics.json").read_text())
+        metrics = json.loads((Path(model_dir) / "metrics.json").read_text())
     except (OSError, ValueError):
         return {}
+    return metrics if isinstance(metrics, dict) else {}
 
 
-def describe(path, metrics):
+def describe(path, metrics, softmax=False):
     """Name the input, output and batch dimension as the package says them, and record in
-    the file's metadata what the input is and how the model was trained."""
+    the file's metadata what the input is and how the model was trained. ``softmax``: the
+    network ends in scores (logits, as Paddle's own LeNet), so a softmax is added, and the
+    file answers the probabilities its metadata promises, as ``predict`` does."""
     import onnx
 
     model = onnx.load(str(path))
     graph = model.graph
+    if softmax:
+        scores = graph.output[0].name
+        graph.node.append(onnx.helper.make_node("Softmax", [scores], [scores + "_softmax"],
+                                                axis=1))
+        graph.output[0].name = scores + "_softmax"
     old_output = graph.output[0].name
     graph.input[0].name, old_input = INPUT, graph.input[0].name
     for node in graph.node:

@@ -37,7 +37,7 @@ from ..models import loss_and_accuracy
 from ..plumbing.fast_cpu import CORES, available_cores
 from ..plumbing.scratch import scratch_folder
 from ..settings import Settings
-from ..training import Training, load, settle
+from ..training import Training, checkpoint, load, settle
 from .dynamic import DynamicEngine
 
 
@@ -94,8 +94,8 @@ class ParallelTraining(Training):
     def keep_best_pass(self, event):
         super().keep_best_pass(event)
         if event.pass_id + 1 < self.settings.epochs:
-            self.save_checkpoint(event.pass_id + 1, 0, self.rng.bit_generator.state,
-                                 [[], [], []])
+            checkpoint(self.save_dir).save(self, event.pass_id + 1, 0,
+                                           self.rng.bit_generator.state, [[], [], []])
 
 
 def kept(save_dir, resume, since):

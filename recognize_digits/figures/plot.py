@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from ..errors import ConfigError
 from ..events import PassEvent, StepEvent
 from ..infer import open_image, to_grey
+from ..plumbing.names import printable
 from ..plumbing.storage import replace_file
 
 
@@ -208,7 +209,7 @@ def plot_mistakes(images, labels, probs, count=24, originals=None):
     for k, (i, title) in enumerate(zip(worst, titles)):
         picture = to_grey(open_image(originals[i]))
         picture.thumbnail((96, 96))
-        for j, (shown, caption) in enumerate(((picture, Path(originals[i]).name[:14]),
+        for j, (shown, caption) in enumerate(((picture, printable(Path(originals[i]).name)[:14]),
                                               (np.asarray(images[i]).reshape(28, 28), title))):
             ax = fig.add_subplot(rows, 8, 2 * k + j + 1)
             ax.imshow(shown, cmap="gray")

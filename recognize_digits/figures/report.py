@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plumbing.names import printable
 from ..plumbing.storage import replace_file, write_json
 from .plot import most_confident_mistakes, plot_confusion, plot_mistakes
 
@@ -35,7 +36,7 @@ def write_report(folder, images, labels, probs, mistakes=24, originals=None):
         "most_confident_mistakes": [{"index": int(i), "true": int(labels[i]),
                                      "predicted": int(digits[i]),
                                      "probability": float(probs[i, digits[i]]),
-                                     **({"image": str(originals[i])} if originals else {})}
+                                     **({"image": printable(originals[i])} if originals else {})}
                                     for i in worst]})
     replace_file(folder / "confusion.png",
                  lambda tmp: plot_confusion(confusion).savefig(tmp, dpi=100))

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data import MNIST, load_mnist, pixels
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, TrainingInterrupted
 from ..infer import InferenceModel, evaluate
 from ..models import MODELS
-from ..plumbing.model_files import saved_parameters
-from ..plumbing.storage import write_json
+from ..plumbing.checkpoint import Checkpoint, check_network, saved_parameters
+from ..plumbing.storage import check_save_dir, exclusive, write_json
 from ..settings import Settings
 from ..training import train
 from .folders import load_labelled_images
@@ -46,10 +46,13 @@ def finetune(model_dir, images, save_dir, *, repeat=REPEAT, held_out=HELD_OUT, m
     every training digit of the user's ``repeat`` times and ``mix`` times as many MNIST
     training digits (``data``, or found by ``data_dir``/``sample``); ``augment=True`` moves
     and re-strokes them too (see :mod:`.augment`). ``held_out`` of each digit's images are
-    kept out to choose the best pass. ``save_dir`` may be ``model_dir`` only with
-    ``overwrite=True``. Returns the metrics written to ``save_dir/metrics.json``, whose
-    ``finetune`` part records the base model, the folder, the counts and the accuracy
-    before and after, on the held-out digits and on the MNIST test set.
+    kept out to choose the best pass (of a digit with two images or more: with none, the
+    last pass is kept, and the held-out accuracies are None). ``save_dir`` may be
+    ``model_dir`` only with ``overwrite=True``; it is held from the start, so a second
+    fine-tuning or training into it is refused at once. Returns the metrics written to
+    ``save_dir/metrics.json``, whose ``finetune`` part records the base model, the folder,
+    the counts and the accuracy before and after, on the held-out digits and on the MNIST
+    test set. Ctrl-C stops it with a :class:`TrainingInterrupted` (it does not resume).
     """
     model_dir, save_dir = Path(model_dir), Path(save_dir)
     base = _base_metrics(model_dir)
@@ -57,6 +60,18 @@ def finetune(model_dir, images, save_dir, *, repeat=REPEAT, held_out=HELD_OUT, m
                 **Settings.given(**settings), "model": base["model"]}
     Settings(**settings).check()  # before any work
     _check_save_dir(model_dir, save_dir, overwrite)
+    check_save_dir(save_dir)
+    # held from the start, not from when the training starts: a second fine-tuning into
+    # the same folder is refused before it reads a single image
+    with exclusive(os.path.realpath(save_dir), nested=True):
+        return _finetune(model_dir, images, save_dir, settings, repeat, held_out, mix,
+                         lambda: data or load_mnist(data_dir, sample), event_handler, log)
+
+
+def _finetune(model_dir, images, save_dir, settings, repeat, held_out, mix, load, event_handler,
+              log):
+    """:func:`finetune`, its arguments checked and its save folder held; ``load()`` gives
+    the MNIST digits to mix in."""
     before = InferenceModel(model_dir, device=settings.get("device", "auto"),
                             threads=settings.get("threads"), onednn=settings.get("onednn"))
     _, labels, inputs, skipped = load_labelled_images(images)
@@ -69,7 +84,10 @@ def finetune(model_dir, images, save_dir, *, repeat=REPEAT, held_out=HELD_OUT, m
         raise ConfigError(f"{images}: {len(labels)} digits are too few to learn from; give at "
                           f"least {MIN_DIGITS}, better a few of each digit")
     train_at, held_at = split(labels, held_out, settings["seed"])
-    mnist = data or load_mnist(data_dir, sample)
+    if not len(held_at):
+        log(f"No digit has two images or more, so none is held out: training on all "
+            f"{len(labels)} of yours and keeping the last pass")
+    mnist = load()
     log(f"Mixing in MNIST training digits from {mnist.source}")
     rng = np.random.default_rng(settings["seed"])
     count = round(mix * repeat * len(train_at))
@@ -84,8 +102,11 @@ def finetune(model_dir, images, save_dir, *, repeat=REPEAT, held_out=HELD_OUT, m
         f"{mnist.source}, mixed with {len(train_at)} of your digits from {images}")
     was = {"held_out_accuracy": _accuracy(before, inputs[held_at], labels[held_at]),
            "mnist_test_accuracy": evaluate(before, mnist.test_images, mnist.test_labels)[1]}
-    metrics = train(**settings, validation=len(held_at), data=pool, save_dir=save_dir,
-                    init=saved_parameters(model_dir), event_handler=event_handler, log=log)
+    try:
+        metrics = train(**settings, validation=len(held_at), data=pool, save_dir=save_dir,
+                        init=saved_parameters(model_dir), event_handler=event_handler, log=log)
+    except TrainingInterrupted:
+        raise _stopped(save_dir) from None
     best = metrics["passes"][metrics["best_pass"]]
     metrics["finetune"] = {
         "base_model": str(model_dir), "images": str(images), "digits": len(labels),
@@ -94,6 +115,20 @@ def finetune(model_dir, images, save_dir, *, repeat=REPEAT, held_out=HELD_OUT, m
         "after": {"held_out_accuracy": best["val_acc"], "mnist_test_accuracy": best["test_acc"]}}
     write_json(save_dir / "metrics.json", metrics)
     return metrics
+
+
+def _stopped(save_dir):
+    """What to say when Ctrl-C stopped the training of a fine-tuning: it cannot resume
+    (its digits, their split and the model it started from are not in the checkpoint),
+    so the checkpoint goes and the user is told to start again."""
+    stopped = Checkpoint(save_dir)
+    state = stopped.read()
+    stopped.remove()
+    best = state["metrics"]["best_pass"]
+    kept = "nothing was saved" if best is None else f"the model of pass {best} is in {save_dir}"
+    return TrainingInterrupted(f"stopped at pass {state['pass_id']}, batch "
+                               f"{state['batch_id']}; {kept}. A fine-tuning does not resume: "
+                               f"run it again to start over")
 
 
 def split(labels, held_out, seed):
@@ -106,23 +141,28 @@ def split(labels, held_out, seed):
         count = max(1, round(held_out * len(where))) if len(where) > 1 else 0
         held_at += where[:count].tolist()
         train_at += where[count:].tolist()
-    return np.sort(train_at), np.sort(held_at)
+    return np.sort(np.array(train_at, np.int64)), np.sort(np.array(held_at, np.int64))
 
 
 def _accuracy(model, inputs, labels):
-    return float((model.predict(inputs)[0] == labels).mean())
+    """The share of ``inputs`` read right; None for none."""
+    return float((model.predict(inputs)[0] == labels).mean()) if len(labels) else None
 
 
 def _base_metrics(model_dir):
-    """The saved model's metrics.json, which says which network it is."""
+    """The saved model's metrics.json, which says which network it is, checked against
+    its parameters."""
+    fix = "fine-tune a model saved by 'recognize-digits train'"
     try:
         base = json.loads((model_dir / "metrics.json").read_text())
-        if base["model"] in MODELS:
-            return base
+        known = base["model"] in MODELS
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    raise ModelError(f"{model_dir}: not a model saved by 'recognize-digits train' (its "
-                     f"metrics.json does not say which network it is); fine-tune one of those")
+        known = False
+    if not known:
+        raise ModelError(f"{model_dir}: not a model saved by 'recognize-digits train' (its "
+                         f"metrics.json does not say which network it is); {fix}")
+    check_network(model_dir, base, fix)
+    return base
 
 
 def _check_save_dir(model_dir, save_dir, overwrite):

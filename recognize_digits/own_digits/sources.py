@@ -38,7 +38,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ..errors import SourceUnavailable
+from ..errors import RecognizeDigitsError
+
+
+class SourceUnavailable(RecognizeDigitsError, RuntimeError):
+    """A source of digits needs something that is not installed."""
+
 
 HALVES = {"tune": 0, "report": 1}  # item i is in the half whose number is i % 2
 SIDES = (28, 1200)  # the pictures' sides, in pixels

@@ -11,13 +11,17 @@ settings included.
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import paddle
 
-from ..errors import ConfigError, one_line
+from ..engine import MODEL_PREFIX, graph_mode
+from ..errors import ConfigError, ModelError, TrainingInterrupted, one_line
+from ..models import LAYERS
 from ..settings import Settings
+from .model_files import load_program
 from .storage import recover_folder, write_folder, write_json
 
 
@@ -34,6 +38,21 @@ class Checkpoint:
             engine.save_checkpoint(folder / "train")
             write_json(folder / "state.json", state)
         write_folder(self.folder, fill)
+
+    def save(self, training, pass_id, batch_id, rng_state, partial):
+        """Save a checkpoint of ``training`` (a :class:`~..training.Training`) to go on from
+        ``batch_id`` of ``pass_id`` (``rng_state`` to deal that pass's batches again, and
+        ``partial``, the costs, accuracies and sizes of its batches so far)."""
+        self.write(training.engine, {
+            "pass_id": pass_id, "batch_id": batch_id, "rng": rng_state, "partial": partial,
+            "seconds": time.perf_counter() - training.pass_start if batch_id else 0,
+            "metrics": training.metrics})
+
+    def stop(self, training, pass_id, batch_id, rng_state, partial):
+        """:meth:`save`, then stop the training with :class:`TrainingInterrupted`."""
+        self.save(training, pass_id, batch_id, rng_state, partial)
+        raise TrainingInterrupted(f"stopped at pass {pass_id}, batch {batch_id}; a checkpoint "
+                                  f"is in {self.folder}: {self.how_to_go_on()}")
 
     def read(self):
         """The ``state.json`` of the checkpoint, checked; a :class:`ConfigError` if there is
@@ -134,6 +153,36 @@ def check_checkpoint(prefix, parameters, names=None):
         if moment and (moment.group(1) not in names or
                        list(np.shape(np.asarray(value))) != list(names[moment.group(1)])):
             raise ValueError(f"the optimizer's {key} does not fit this network")
+
+
+def saved_parameters(model_dir):
+    """Every parameter of the model saved in ``model_dir`` (batch-norm statistics too),
+    name: value, as a training can start from them (``train(init=...)``)."""
+    return load_program(Path(model_dir) / MODEL_PREFIX)[1]
+
+
+def network_of(values):
+    """The name of the network (see :data:`~..models.LAYERS`) whose parameters ``values``
+    (name: array, as :func:`saved_parameters` gives them) are, by their names and sizes;
+    None for a network of none of them."""
+    sizes = {name: np.size(value) for name, value in values.items()}
+    for name, layer in LAYERS.items():
+        with graph_mode("dynamic"), paddle.utils.unique_name.guard():  # named as when saved
+            if {p.name: p.size for p in layer().state_dict().values()} == sizes:
+                return name
+    return None
+
+
+def check_network(model_dir, metrics, fix):
+    """Refuse a model folder whose ``metrics`` (its metrics.json) name another network
+    than the one its parameters are, in one line saying what to do (``fix``): fine-tuned
+    or exported, it would be taken for what it is not."""
+    named, found = metrics.get("model"), network_of(saved_parameters(model_dir))
+    if named != found:
+        what = f"those of {found!r}" if found else "of no network this package trains"
+        raise ModelError(f"{model_dir}: its metrics.json says the network is {named!r}, but "
+                         f"its parameters are {what}, so the two come from different "
+                         f"models; {fix}")
 
 
 def parameters_for(names_and_shapes, values):

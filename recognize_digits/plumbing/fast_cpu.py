@@ -10,7 +10,7 @@ import os
 import numpy as np
 import paddle
 
-from ..errors import one_line
+from ..errors import ConfigError, check_positive, one_line
 
 
 # The cores this process may run on (Linux: honours taskset and container limits), read
@@ -22,6 +22,12 @@ CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
 def available_cores():
     """How many cores this process may run on (all of them where affinity is unknown)."""
     return len(CORES) if CORES else os.cpu_count() or 1
+
+
+def check_threads(threads):  # more than the cores, OpenMP may abort with a C++ trace
+    if check_positive(threads=threads) or (threads or 0) > available_cores():
+        raise ConfigError(f"threads={threads}: this process may use {available_cores()} cores; "
+                          f"choose threads={available_cores()} or fewer")
 
 
 def onednn_built():

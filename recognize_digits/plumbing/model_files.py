@@ -2,12 +2,10 @@
 the parameters, and each parameter's shape and size, so that a damaged file is refused in
 one line instead of answering nonsense."""
 
-from pathlib import Path
-
 import numpy as np
 import paddle
 
-from ..engine import MODEL_PREFIX, graph_mode
+from ..engine import graph_mode
 from ..errors import ModelError
 from .storage import checksum_matches
 
@@ -25,12 +23,6 @@ def load_program(prefix):
                      for p in program.global_block().all_parameters()}
 
 
-def saved_parameters(model_dir):
-    """Every parameter of the model saved in ``model_dir`` (batch-norm statistics too),
-    name: value, as a training can start from them (``train(init=...)``)."""
-    return load_program(Path(model_dir) / MODEL_PREFIX)[1]
-
-
 def check_sum(params, fix):
     """Refuse parameters that do not match the SHA-256 saved with them (models saved
     before the package wrote one are checked by :func:`read_saved_model` alone); ``fix``
@@ -41,14 +33,24 @@ def check_sum(params, fix):
 
 
 def read_saved_model(prefix):
-    """The declared input shape of a saved model, after checking its parameters: each of
-    the shape its program declares, finite and of a plausible size (a damaged file gives
-    NaN, infinite or enormous values). None if the model cannot be read at all (the
-    predictor then says why); a :class:`ModelError` naming the first bad parameter."""
+    """The declared input shape of a saved model, after checking its parameters (see
+    :func:`refused_parameter`). None if the model cannot be read at all (the predictor
+    then says why); a :class:`ModelError` naming the first bad parameter."""
     try:
         program, values = load_program(prefix)
     except (RuntimeError, ValueError, OSError):
         return None
+    problem = refused_parameter(program, values)
+    if problem:
+        raise ModelError(f"{prefix}.pdiparams: {problem}, so the file is damaged")
+    return [list(op.result(0).shape) for op in program.global_block().ops
+            if op.name() == "pd_op.data"][0]
+
+
+def refused_parameter(program, values):
+    """What is wrong with the first parameter that no trained model has, or None: each
+    must have its program's shape, be finite and of a plausible size (a damaged file, or a
+    training that blew up, gives NaN, infinite or enormous values)."""
     for param in program.global_block().all_parameters():
         value = values[param.name]
         problem = (f"has shape {list(value.shape)}, not {list(param.shape)}"
@@ -57,7 +59,5 @@ def read_saved_model(prefix):
                    f"holds values as large as {np.abs(value).max():.3g}"
                    if np.abs(value).max() > MAX_PARAMETER else None)
         if problem:
-            raise ModelError(f"{prefix}.pdiparams: parameter {param.name} {problem}, so the "
-                             f"file is damaged")
-    return [list(op.result(0).shape) for op in program.global_block().ops
-            if op.name() == "pd_op.data"][0]
+            return f"parameter {param.name} {problem}"
+    return None

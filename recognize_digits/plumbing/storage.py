@@ -64,19 +64,13 @@ def checksum_matches(path):
     return record.read_text().split()[:1] == [hashlib.sha256(path.read_bytes()).hexdigest()]
 
 
-def new_folder(target):
-    """An empty temporary folder beside ``target``, to be filled and then swapped in."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
-
-
 def write_folder(target, fill, carry=False):
     """Make the folder ``target`` by ``fill(folder)`` on a new folder beside it, which then
     takes its place in one step (see :func:`replace_folder`). ``carry=True`` keeps every
     entry of the old ``target`` that ``fill`` did not write."""
     target = Path(target)
-    new = new_folder(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
     try:
         with _naming(target, inside=new):
             fill(new)
@@ -219,16 +213,22 @@ def _link_or_copy(src, dst):
     return dst
 
 
+_NESTED = set()  # folders held with nested=True
+
+
 @contextmanager
-def exclusive(folder):
+def exclusive(folder, nested=False):
     """Hold ``folder`` for one writer: a second one is refused with a clear error.
 
     The lock file lies beside the folder (``.NAME.lock``), so swapping the folder itself
     does not drop it: ``flock`` where there is one, ``msvcrt.locking`` on Windows, and
     nothing where neither exists. Leftovers of writers that were killed are removed, and a
-    swap they cut short is completed.
+    swap they cut short is completed. ``nested=True`` lets the training it starts in too.
     """
     folder = Path(folder)
+    if folder in _NESTED:
+        yield
+        return
     with open(folder.parent / f".{folder.name}.lock", "a+") as lock:
         if not _lock(lock.fileno()):
             lock.seek(0)
@@ -242,8 +242,11 @@ def exclusive(folder):
             recover_folder(folder)
             for stale in folder.parent.glob(f".{folder.name}.new-*"):
                 shutil.rmtree(stale, ignore_errors=True)
+            if nested:
+                _NESTED.add(folder)
             yield
         finally:
+            _NESTED.discard(folder)
             if fcntl is None and msvcrt is not None:  # closing unlocks only "eventually" there
                 os.lseek(lock.fileno(), _LOCKED_BYTE, os.SEEK_SET)
                 msvcrt.locking(lock.fileno(), msvcrt.LK_UNLCK, 1)
