@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from recognize_digits.engines import network
+from recognize_digits.plumbing.fast_cpu import CORES
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtual environment's python and recognize-digits
@@ -98,7 +99,9 @@ def start(ns, command, cwd, env_extra=None):
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(["ip", "netns", "exec", ns, "nice", "-n", "15", *command], cwd=cwd,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            # every core back: a test process that has trained is bound to one
+                            preexec_fn=CORES and (lambda: os.sched_setaffinity(0, CORES)))
 
 
 def collect(process, lines):
