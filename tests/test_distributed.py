@@ -6,6 +6,7 @@ time, and checks that none is left running.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import re
@@ -375,8 +376,11 @@ def test_gpu_workers_get_one_gpu_each_and_nccl(monkeypatch):
     assert distributed.check_workers(Settings(workers=1, graph="dynamic")) == 1
 
 
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0 and bool(shutil.which("ip")),
+                    reason="as root, tests/test_machines.py runs the launcher on two real hosts")
 def test_two_machines_through_paddle_s_launcher_on_loopback(tmp_path):
-    """Two launchers, each a 'machine' of one worker, as the README's commands start them."""
+    """Two launchers, each a 'machine' of one worker, as the README's commands start them
+    (where network namespaces cannot be made: not root)."""
     port = workers._free_ports(1)[0]
     script = Path(sys.executable).with_name("recognize-digits")
     launchers = [subprocess.Popen(
